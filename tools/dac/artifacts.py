@@ -1,0 +1,114 @@
+"""The generated files under conversions/: computed in memory, compared, written atomically.
+
+Everything under conversions/ is generated: a file no rule produces any more is deleted by
+`dac convert` and reported as stale by `dac convert --check`.
+"""
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import os
+import tempfile
+from importlib import metadata
+from pathlib import Path
+
+from .compose import hunting_specs, kql_hunting, spl_hunting
+from .convert import Query
+from .repo import Layout
+
+VERSIONED_PACKAGES = ("pySigma", "pySigma-backend-kusto", "pysigma-backend-splunk")
+
+
+def artifact_path(query: Query) -> str:
+    return f"conversions/{query.target.name}/{query.rule.stem}.{query.target.language}"
+
+
+def _manifest(queries: list[Query], files: dict[str, str]) -> str:
+    entries = []
+    for q in queries:
+        path = artifact_path(q)
+        rule = q.rule.rule
+        entry = {
+            "path": path, "rule_id": str(rule.id), "rule_name": q.rule.name, "title": rule.title,
+            "level": str(rule.level.name).lower() if rule.level else None,
+            "source": q.rule.path, "target": q.target.name, "siem": q.target.siem,
+            "language": q.target.language, "correlation": q.rule.is_correlation,
+            "tags": sorted(str(t) for t in rule.tags),
+            "sha256": hashlib.sha256(files[path].encode()).hexdigest(),
+        }
+        if rule.custom_attributes.get("tracee"):
+            entry["tracee"] = rule.custom_attributes["tracee"]
+        entries.append(entry)
+    hunting = sorted(p for p in files if "/hunting/" in p)
+    document = {
+        "generator": "dac",
+        "versions": {p: metadata.version(p) for p in VERSIONED_PACKAGES},
+        "artifacts": sorted(entries, key=lambda e: e["path"]),
+        "hunting": [{"path": p, "sha256": hashlib.sha256(files[p].encode()).hexdigest()} for p in hunting],
+    }
+    return json.dumps(document, indent=2, sort_keys=True) + "\n"
+
+
+def build_artifacts(queries: list[Query], config: dict, layout: Layout) -> dict[str, str]:
+    """Repository-relative path -> exact file content, for every generated file."""
+    files = {artifact_path(q): q.text.rstrip("\n") + "\n" for q in queries}
+    for spec in hunting_specs(config, layout.rel(layout.targets_file)):
+        for language, compose, folder in (("kql", kql_hunting, "sentinel"), ("spl", spl_hunting, "splunk")):
+            text = compose(queries, spec)
+            if text:
+                files[f"conversions/hunting/{spec.name}.{folder}.{language}"] = text + "\n"
+    files["conversions/manifest.json"] = _manifest(queries, files)
+    return dict(sorted(files.items()))
+
+
+def existing_artifacts(layout: Layout) -> dict[str, str]:
+    if not layout.conversions.is_dir():
+        return {}
+    return {layout.rel(p): p.read_text(encoding="utf-8")
+            for p in sorted(layout.conversions.rglob("*")) if p.is_file()}
+
+
+def stale_report(desired: dict[str, str], layout: Layout) -> list[str]:
+    """Unified diffs and notes for every file that differs from what would be generated."""
+    on_disk = existing_artifacts(layout)
+    report = []
+    for path in sorted(set(desired) | set(on_disk)):
+        old, new = on_disk.get(path), desired.get(path)
+        if old == new:
+            continue
+        if old is None:
+            report.append(f"missing: {path}")
+        elif new is None:
+            report.append(f"stale (no rule generates it): {path}")
+        else:
+            report.append("".join(difflib.unified_diff(
+                old.splitlines(keepends=True), new.splitlines(keepends=True), f"a/{path}", f"b/{path}")))
+    return report
+
+
+def write_artifacts(desired: dict[str, str], layout: Layout) -> tuple[int, int]:
+    """Write changed files atomically (temp file + rename), delete stale ones. Returns (written, deleted)."""
+    on_disk = existing_artifacts(layout)
+    written = 0
+    for path, content in desired.items():
+        if on_disk.get(path) == content:
+            continue
+        target = layout.root / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+                handle.write(content)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        written += 1
+    stale = [p for p in on_disk if p not in desired]
+    for path in stale:
+        (layout.root / path).unlink()
+    for folder in sorted(layout.conversions.rglob("*"), reverse=True) if layout.conversions.is_dir() else []:
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+    return written, len(stale)

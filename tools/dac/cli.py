@@ -1,0 +1,114 @@
+"""`dac`: the command line. Verbs only wire the modules together.
+
+  dac check              load and validate rules, targets and pipelines; compile in memory
+  dac convert            write every artifact under conversions/
+  dac convert --check    exit 1 and print a diff when a checked-in artifact is stale
+  dac validate           run the KQL analyzer and the SPL checker over conversions/
+  dac build              check + convert + validate, with a short summary (the main job)
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections import Counter
+
+from .artifacts import build_artifacts, existing_artifacts, stale_report, write_artifacts
+from .convert import compile_rules
+from .problems import DacError
+from .repo import Layout, find_root
+from .rules import load_rules
+from .targets import load_targets
+
+
+def _compile(layout: Layout):
+    ruleset = load_rules(layout)
+    targets, config = load_targets(layout)
+    queries = compile_rules(ruleset, targets)
+    return ruleset, queries, build_artifacts(queries, config, layout)
+
+
+def cmd_check(layout: Layout, args) -> int:
+    ruleset, queries, files = _compile(layout)
+    per_target = Counter(q.target.name for q in queries)
+    print(f"ok: {len(ruleset.rules)} rules ({len(ruleset.generated)} generated), "
+          f"{len(queries)} queries: " + ", ".join(f"{t} {n}" for t, n in sorted(per_target.items())))
+    return 0
+
+
+def cmd_convert(layout: Layout, args) -> int:
+    _, queries, files = _compile(layout)
+    if args.check:
+        report = stale_report(files, layout)
+        if report:
+            print("\n".join(report))
+            print(f"stale: {len(report)} generated file(s) differ; run `dac convert` and commit the result", file=sys.stderr)
+            return 1
+        print(f"up to date: {len(files)} generated files")
+        return 0
+    written, deleted = write_artifacts(files, layout)
+    print(f"converted: {len(queries)} queries, {len(files)} files ({written} written, {deleted} deleted, {len(files) - written} unchanged)")
+    return 0
+
+
+def _print_validation(report) -> None:
+    for note in report.notes:
+        print(f"note: {note}")
+    for error in report.errors:
+        print(f"error: {error}", file=sys.stderr)
+
+
+def cmd_validate(layout: Layout, args) -> int:
+    from .validate import validate_artifacts
+    report = validate_artifacts(existing_artifacts(layout), layout)
+    _print_validation(report)
+    print(f"validated: {report.kql_checked} KQL, {report.spl_checked} SPL; {len(report.errors)} errors, {len(report.notes)} hints")
+    return 1 if report.errors else 0
+
+
+def cmd_build(layout: Layout, args) -> int:
+    from .validate import validate_artifacts
+    started = time.perf_counter()
+    ruleset, queries, files = _compile(layout)
+    report = validate_artifacts(files, layout)       # validate before writing: nothing half-done
+    _print_validation(report)
+    if report.errors:
+        print(f"build failed: {len(report.errors)} validation errors; nothing written", file=sys.stderr)
+        return 1
+    written, deleted = write_artifacts(files, layout)
+    per_target = Counter(q.target.name for q in queries)
+    print(f"rules: {len(ruleset.rules)} loaded, {len(ruleset.generated)} generated")
+    for target, count in sorted(per_target.items()):
+        print(f"  {target}: {count} queries")
+    print(f"artifacts: {len(files)} files in conversions/ ({written} written, {deleted} deleted)")
+    print(f"validated: {report.kql_checked} KQL with Kusto.Language, {report.spl_checked} SPL structurally; "
+          f"0 errors, {len(report.notes)} analyzer hints")
+    print(f"build ok in {time.perf_counter() - started:.2f}s")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="dac", description="Detection-as-code: Sigma -> Splunk SPL / Sentinel KQL")
+    sub = parser.add_subparsers(dest="verb", required=True)
+    sub.add_parser("check", help="load and validate rules, targets and pipelines; write nothing")
+    convert = sub.add_parser("convert", help="write every generated artifact under conversions/")
+    convert.add_argument("--check", action="store_true", help="exit 1 with a diff when checked-in artifacts are stale")
+    sub.add_parser("validate", help="KQL analyzer and SPL checks over conversions/")
+    sub.add_parser("build", help="check + convert + validate (the main job)")
+    args = parser.parse_args(argv)
+    try:
+        layout = Layout(find_root())
+        handler = {"check": cmd_check, "convert": cmd_convert, "validate": cmd_validate, "build": cmd_build}[args.verb]
+        return handler(layout, args)
+    except DacError as e:
+        for problem in e.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        print(f"{len(e.problems)} problem(s); nothing written", file=sys.stderr)
+        return 1
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
