@@ -72,7 +72,7 @@ def expected_prefix(logsource: dict) -> str | None:
     product = {"linux": "lnx", "windows": "win", "macos": "macos"}.get(logsource.get("product", ""), "")
     category, service = logsource.get("category"), logsource.get("service")
     if category:
-        short = {"process_creation": "proc_creation"}.get(category, category)
+        short = {"process_creation": "proc_creation", "network_connection": "net_connection"}.get(category, category)
         return f"{short}_{product}_" if product else f"{short}_"
     if service:
         return f"{product}_{service}_" if product else f"{service}_"
@@ -200,7 +200,10 @@ def _sigma_problem(path: str, start: int, text_lines: list[str], error: Exceptio
     """Turn a pySigma error into a Problem, locating the line from a quoted token in its message."""
     message = str(error).split(" in rule ")[0].strip()
     tokens = re.findall(r"'([^']+)'", message)
-    line = _find_line(text_lines, start, [f"|{t}" for t in tokens] + [f"{t}:" for t in tokens]) if tokens else None
+    line = None
+    if tokens:   # prefer a modifier or key match, then any mention of the quoted token
+        line = (_find_line(text_lines, start, [f"|{t}" for t in tokens] + [f"{t}:" for t in tokens])
+                or _find_line(text_lines, start, tokens))
     return Problem(path, line or start, f"{type(error).__name__}: {message}")
 
 
