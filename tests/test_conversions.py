@@ -97,6 +97,7 @@ def test_whole_word_credential_targets_survive_compilation():
         assert regex.search("strace -f -p 4242 su -")
         assert regex.search("gdb --pid 77 /usr/bin/SUDO")          # case-insensitive, like has_any
         assert not regex.search("gdb -ex 'info status' ./server")
+        assert not regex.search("strace -p 99 cat /etc/issue")            # 'issue' contains 'su'
         assert not regex.search("strace -e trace=openat cat /etc/sudoers")
         assert not regex.search("ltrace ./subprocess-runner")
 

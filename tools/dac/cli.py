@@ -5,6 +5,7 @@
   dac convert --check    exit 1 and print a diff when a checked-in artifact is stale
   dac validate           run the KQL analyzer and the SPL checker over conversions/
   dac build              check + convert + validate, with a short summary (the main job)
+  dac test               replay every query on the labelled logs in testdata/ (three engines)
 """
 from __future__ import annotations
 
@@ -87,6 +88,55 @@ def cmd_build(layout: Layout, args) -> int:
     return 0
 
 
+def cmd_test(layout: Layout, args) -> int:
+    import json
+    from .replay import run_labelled, summary_table
+    ruleset, queries, _ = _compile(layout)
+    if args.events:
+        return _test_events(layout, ruleset, queries, args)
+    report = run_labelled(layout, ruleset, queries, set(args.rule or []), set(args.target or []))
+    if args.json:
+        print(json.dumps({
+            "verdicts": [{"rule": v.rule, "rule_id": v.rule_id, "target": v.target, "log": v.log,
+                          "expected": sorted(v.expected, key=str),
+                          "engines": {e: (sorted(k, key=str) if k is not None else None) for e, k in v.engines.items()},
+                          "not_testable": v.not_testable} for v in report.verdicts],
+            "failures": report.failures, "skipped_lines": report.skipped_lines}, indent=2, default=str))
+    else:
+        print("\n".join(summary_table(report.verdicts)))
+        for line in report.skipped_lines:
+            print(f"skipped: {line}", file=sys.stderr)
+        for failure in report.failures:
+            print(f"FAIL {failure}", file=sys.stderr)
+        print(f"{len(report.verdicts)} rule x target x file runs, {len(report.failures)} failures, "
+              f"{len(report.skipped_lines)} malformed lines skipped")
+    if report.failures or (args.strict and report.skipped_lines):
+        return 1
+    return 0
+
+
+def _test_events(layout: Layout, ruleset, queries, args) -> int:
+    """Run every rule for the format over an unlabelled file and print the hits."""
+    from pathlib import Path
+    from .replay import LabelFile, Replayer
+    from .samplelogs import read_log
+    path = Path(args.events)
+    log = read_log(path, str(path), args.format, args.host)
+    for problem in log.problems:
+        print(f"skipped: {problem}", file=sys.stderr)
+    label = LabelFile(str(path), path, args.format, args.table, args.host, {}, {})
+    selected = [q for q in queries if (not args.rule or q.rule.name in args.rule) and (not args.target or q.target.name in args.target)]
+    hits = 0
+    for v in Replayer(layout, selected, ruleset).run_log(label, log, selected):
+        keys = set().union(*(k for k in v.engines.values() if k is not None))
+        for key in sorted(keys, key=str):
+            engines = ",".join(e for e, k in v.engines.items() if k is not None and key in k)
+            print(f"{v.rule}\t{v.target}\t{key}\t{engines}")
+            hits += 1
+    print(f"{hits} hits, {len(log.problems)} malformed lines skipped", file=sys.stderr)
+    return 1 if args.strict and log.problems else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dac", description="Detection-as-code: Sigma -> Splunk SPL / Sentinel KQL")
     sub = parser.add_subparsers(dest="verb", required=True)
@@ -95,10 +145,21 @@ def main(argv: list[str] | None = None) -> int:
     convert.add_argument("--check", action="store_true", help="exit 1 with a diff when checked-in artifacts are stale")
     sub.add_parser("validate", help="KQL analyzer and SPL checks over conversions/")
     sub.add_parser("build", help="check + convert + validate (the main job)")
+    test = sub.add_parser("test", help="replay every query on the labelled sample logs (Sigma/SQLite, KQL/duckdb-kql, SPL)")
+    test.add_argument("--json", action="store_true", help="machine-readable output")
+    test.add_argument("--rule", action="append", help="only this rule name or id (repeatable)")
+    test.add_argument("--target", action="append", help="only this target (repeatable)")
+    test.add_argument("--strict", action="store_true", help="fail when a malformed log line was skipped")
+    test.add_argument("--events", help="run the rules over this unlabelled log file and print the hits")
+    test.add_argument("--format", choices=["mde", "auditd", "sysmon", "tracee"], help="format of --events")
+    test.add_argument("--table", help="Defender table of an --events mde file (DeviceFileEvents, DeviceProcessEvents)")
+    test.add_argument("--host", help="host name for an --events auditd file")
     args = parser.parse_args(argv)
     try:
         layout = Layout(find_root())
-        handler = {"check": cmd_check, "convert": cmd_convert, "validate": cmd_validate, "build": cmd_build}[args.verb]
+        handler = {"check": cmd_check, "convert": cmd_convert, "validate": cmd_validate, "build": cmd_build, "test": cmd_test}[args.verb]
+        if args.verb == "test" and args.events and not args.format:
+            parser.error("--events needs --format")
         return handler(layout, args)
     except DacError as e:
         for problem in e.problems:

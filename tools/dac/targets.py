@@ -39,6 +39,7 @@ class Target:
     pipeline_file: str                 # repository-relative
     pipeline_dict: dict
     siem: str
+    format: str | None = None          # native log format replayed by `dac test`
     _backend: Any = field(default=None, repr=False)
 
     @property
@@ -99,7 +100,7 @@ def load_targets(layout: Layout) -> tuple[dict[str, Target], dict]:
         except (SigmaError, AttributeError, TypeError) as e:
             problems.append(Problem(prel, None, f"invalid pySigma pipeline: {e}"))
             continue
-        targets[name] = Target(name, spec["backend"], prel, pipeline_dict, spec.get("siem", name))
+        targets[name] = Target(name, spec["backend"], prel, pipeline_dict, spec.get("siem", name), spec.get("format"))
     if problems:
         raise DacError(problems)
     return targets, config

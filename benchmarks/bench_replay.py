@@ -1,0 +1,156 @@
+"""Benchmark the three replay engines on 1,000,000 synthetic Defender rows and 1,000,000 audit records.
+
+    .venv/bin/python benchmarks/bench_replay.py [--events 1000000] [--engine sigma|kql|spl|all]
+
+A few percent of the synthetic events are malicious (MimiPenguin-like reads of /proc/<pid>/mem
+and maps, dd/grep dumping commands); the rest are benign opens and process starts. Each engine
+runs in its own child process so its peak memory is its own. Reports events/s and peak RSS per
+engine. Targets (issue 3): >= 100,000 events/s and < 2 GiB peak per engine.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BENIGN_FILES = ["/etc/ld.so.cache", "/usr/lib/x86_64-linux-gnu/libc.so.6", "/proc/self/maps", "/proc/meminfo",
+                "/proc/{pid}/status", "/proc/{pid}/stat", "/var/log/syslog", "/proc/{pid}/smaps"]
+BENIGN_CMDS = [("/usr/bin/ls", "ls -la /tmp"), ("/usr/bin/ps", "ps aux"), ("/usr/bin/grep", "grep status /var/log/syslog"),
+               ("/usr/bin/python3", "python3 /opt/app/worker.py --allusers"), ("/usr/bin/cat", "cat /proc/meminfo")]
+BAD_CMDS = [("/usr/bin/dd", "dd if=/proc/{pid}/mem of=/tmp/x bs=1 skip=1 count=10"),
+            ("/usr/bin/grep", 'grep -E ^[0-9a-f-]* r /proc/{pid}/maps'),
+            ("/usr/bin/python3", "python3 mimipenguin.py"), ("/usr/bin/python3", "python3 laZagne.py memory")]
+
+
+def mde_rows(n: int, seed: int = 7):
+    rnd = random.Random(seed)
+    for i in range(n):
+        pid = rnd.randint(300, 60000)
+        ts = f"2026-11-22T{(i // 3600) % 24:02d}:{(i // 60) % 60:02d}:{i % 60:02d}Z"
+        malicious = rnd.random() < 0.03
+        if i % 2:
+            image, cmd = rnd.choice(BAD_CMDS if malicious else BENIGN_CMDS)
+            yield "DeviceProcessEvents", {"Timestamp": ts, "DeviceName": f"h{i % 50}", "ReportId": i, "FolderPath": image,
+                                          "FileName": image.rsplit("/", 1)[1], "ProcessCommandLine": cmd.format(pid=pid),
+                                          "AccountName": "root", "ProcessId": pid, "ActionType": "ProcessCreated"}
+        else:
+            path = f"/proc/{pid}/{rnd.choice(['mem', 'maps'])}" if malicious else rnd.choice(BENIGN_FILES).format(pid=pid)
+            yield "DeviceFileEvents", {"Timestamp": ts, "DeviceName": f"h{i % 50}", "ReportId": i, "FolderPath": path,
+                                       "FileName": path.rsplit("/", 1)[1], "InitiatingProcessFolderPath": "/usr/bin/python3",
+                                       "InitiatingProcessFileName": "python3", "InitiatingProcessCommandLine": "python3 x.py",
+                                       "InitiatingProcessId": 4000 + i % 97, "InitiatingProcessAccountName": "root",
+                                       "ActionType": "FileRead"}
+
+
+def audit_lines(n_records: int, seed: int = 11):
+    """Raw audit.log lines: SYSCALL + PATH + PROCTITLE per event (3 records each)."""
+    rnd = random.Random(seed)
+    serial = 1000
+    produced = 0
+    while produced < n_records:
+        serial += 1
+        pid = rnd.randint(300, 60000)
+        epoch = f"{1795000000 + serial // 10}.{serial % 1000:03d}"
+        malicious = rnd.random() < 0.03
+        path = f"/proc/{pid}/mem" if malicious else rnd.choice(BENIGN_FILES).format(pid=pid)
+        title = "python3 mimipenguin.py" if malicious else "cat /proc/meminfo"
+        yield (f"type=SYSCALL msg=audit({epoch}:{serial}): arch=c000003e syscall=257 success=yes exit=3 a0=ffffff9c "
+               f"a1=7ffd a2=80000 a3=0 items=1 ppid=1 pid={4000 + serial % 97} auid=0 uid=0 gid=0 euid=0 "
+               f'comm="python3" exe="/usr/bin/python3" key="t1003_007_procfs"')
+        yield f'type=PATH msg=audit({epoch}:{serial}): item=0 name="{path}" inode=1 dev=00:05 mode=0100600 nametype=NORMAL'
+        yield f"type=PROCTITLE msg=audit({epoch}:{serial}): proctitle={title.encode().replace(b' ', bytes([0])).hex().upper()}"
+        produced += 3
+
+
+def run_engine(engine: str, n: int) -> dict:
+    sys.path.insert(0, str(REPO / "tools"))
+    from dac.convert import compile_rules
+    from dac.repo import Layout
+    from dac.rules import load_rules
+    from dac.targets import load_targets
+    from dac.samplelogs import read_auditd
+    import tempfile
+    layout = Layout(REPO)
+    targets, _ = load_targets(layout)
+    ruleset = load_rules(layout)
+    queries = [q for q in compile_rules(ruleset, targets) if not q.rule.is_correlation]
+    with tempfile.TemporaryDirectory() as tmp:
+        if engine in ("sigma", "kql"):
+            tables: dict[str, list[dict]] = {"DeviceFileEvents": [], "DeviceProcessEvents": []}
+            for table, row in mde_rows(n):
+                row["dac_key"] = str(row["ReportId"])
+                tables[table].append(row)
+        if engine in ("sigma", "spl"):
+            log_file = Path(tmp) / "audit.log"
+            log_file.write_text("\n".join(audit_lines(n)) + "\n")
+            audit = read_auditd(log_file, "audit.log", "bench-host")
+        started = time.perf_counter()
+        processed, hits = 0, 0
+        if engine == "sigma":
+            from dac.engine_sigma import SigmaEngine
+            from dac.replay import _rows_in_scope, LabelFile
+            sigma = SigmaEngine()
+            for q in queries:
+                if q.target.format == "mde":
+                    table = q.scope.state["source"]
+                    hits += len(sigma.matches(q.rule.rule, q.target, tables[table]))
+                    processed += len(tables[table])
+                elif q.target.format == "auditd":
+                    rows = _rows_in_scope(q, audit, LabelFile("", Path(), "auditd", None, "bench-host", {}, {}))
+                    hits += len(sigma.matches(q.rule.rule, q.target, rows))
+                    processed += len(rows)
+        elif engine == "kql":
+            from datetime import datetime
+            from dac.engine_kql import KqlEngine
+            from dac.kql_analyzer import load_schemas
+            kql = KqlEngine(load_schemas(layout.schemas), datetime(2026, 11, 23))
+            for table, rows in tables.items():
+                kql.load(table, rows)
+            loaded = time.perf_counter()
+            for q in queries:
+                if q.target.format == "mde":
+                    hits += len(kql.run(q.text))
+                    processed += len(tables[q.scope.state["source"]])
+        elif engine == "spl":
+            from dac.spl_engine import run_spl
+            for q in queries:
+                if q.target.format == "auditd":
+                    hits += len(run_spl(q.text, audit.splunk_events))
+                    processed += len(audit.splunk_events)
+        wall = time.perf_counter() - started
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"engine": engine, "events_processed": processed, "seconds": round(wall, 2),
+            "events_per_second": int(processed / wall) if wall else None, "hits": hits, "peak_rss_mib": round(peak_mib)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--engine", default="all", choices=["all", "sigma", "kql", "spl"])
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(run_engine(args.engine, args.events)))
+        return 0
+    engines = ["sigma", "kql", "spl"] if args.engine == "all" else [args.engine]
+    for engine in engines:
+        proc = subprocess.run([sys.executable, __file__, "--child", "--engine", engine, "--events", str(args.events)],
+                              capture_output=True, text=True)
+        if proc.returncode:
+            print(f"{engine}: failed\n{proc.stderr[-2000:]}")
+            continue
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
+        verdict = "ok" if result["events_per_second"] >= 100_000 and result["peak_rss_mib"] < 2048 else "MISSED TARGET"
+        print(f"{engine}: {result['events_processed']} events (all rules) in {result['seconds']} s = "
+              f"{result['events_per_second']} events/s, peak {result['peak_rss_mib']} MiB, {result['hits']} hits [{verdict}]")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

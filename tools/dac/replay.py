@@ -1,0 +1,237 @@
+"""`dac test`: every compiled query executed against the labelled sample logs in testdata/.
+
+Three engines give a verdict per event: Sigma semantics (SQLite), the generated KQL
+(duckdb-kql) and the generated SPL (dac.spl_engine). Each verdict is compared with the label,
+and the three are compared with each other (a disagreement is a failure of its own).
+Correlation rules are compared per group (the group-by values) instead of per event.
+"""
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import yaml
+
+from .convert import Query
+from .engine_kql import KqlEngine, KqlNotTestable
+from .engine_sigma import SigmaEngine
+from .kql_analyzer import load_schemas
+from .problems import DacError, Problem
+from .repo import Layout
+from .rules import RuleSet
+from .samplelogs import SampleLog, read_log
+
+ENGINES = ("sigma", "kql", "spl")
+SPL_KEY_FIELD = {"auditd": "audit_serial", "sysmon": "EventRecordID", "tracee": "dac_key"}
+
+
+@dataclass
+class LabelFile:
+    path: str
+    log_path: Path
+    format: str
+    table: str | None
+    host: str | None
+    events: dict[str, list[str]]
+    correlations: dict[str, list[dict]]
+
+
+@dataclass
+class Verdicts:
+    """Per rule x target x log file: the expected keys and each engine's keys (None = not run)."""
+    rule: str
+    rule_id: str
+    target: str
+    log: str
+    expected: set
+    engines: dict[str, set | None]
+    not_testable: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Report:
+    verdicts: list[Verdicts] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    skipped_lines: list[str] = field(default_factory=list)
+
+
+def load_labels(layout: Layout, ruleset: RuleSet) -> list[LabelFile]:
+    known = {str(r.rule.id) for r in ruleset.generated}
+    problems, labels = [], []
+    for path in sorted((layout.root / "testdata").rglob("*.labels.yml")):
+        rel = layout.rel(path)
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            problems.append(Problem(rel, mark.line + 1 if mark else None, f"malformed YAML: {getattr(e, 'problem', e)}"))
+            continue
+        log_path = path.with_name(path.name[: -len(".labels.yml")])
+        if not log_path.is_file():
+            problems.append(Problem(rel, None, f"labels a missing log file {layout.rel(log_path)}"))
+            continue
+        events = {str(k): [str(i) for i in (v or [])] for k, v in (data.get("events") or {}).items()}
+        correlations = {str(k): list(v or []) for k, v in (data.get("correlations") or {}).items()}
+        text_lines = path.read_text(encoding="utf-8").splitlines()
+        for rule_id in sorted({i for ids in events.values() for i in ids} | set(correlations)):
+            if rule_id not in known:
+                line = next((n for n, l in enumerate(text_lines, 1) if rule_id in l), None)
+                problems.append(Problem(rel, line, f"label names unknown rule id {rule_id}"))
+        labels.append(LabelFile(rel, log_path, str(data.get("format")), data.get("table"), data.get("host"), events, correlations))
+    if problems:
+        raise DacError(problems)
+    return labels
+
+
+def _rows_in_scope(query: Query, log: SampleLog, label: LabelFile) -> list[dict]:
+    """The rows of a log the rule's log source covers (as the target's table/base search does)."""
+    rule = query.rule.rule
+    if log.format == "mde":
+        return log.rows if label.table == query.scope.state.get("source") else []
+    if log.format == "auditd":
+        wanted = rule.logsource.category or rule.logsource.service
+        return [r for r in log.rows if wanted in r["dac_categories"]]
+    if log.format == "sysmon":
+        return [r for r in log.rows if r.get("EventID") == "1"] if rule.logsource.category == "process_creation" else []
+    return log.rows
+
+
+class Replayer:
+    def __init__(self, layout: Layout, queries: list[Query], ruleset: RuleSet, now: datetime | None = None):
+        self.layout = layout
+        self.queries = queries
+        self.ruleset = ruleset
+        self.sigma = SigmaEngine()
+        self.now = now or datetime(2026, 11, 23, tzinfo=timezone.utc)
+        self._kql: KqlEngine | None = None
+
+    @property
+    def kql(self) -> KqlEngine:
+        if self._kql is None:
+            self._kql = KqlEngine(load_schemas(self.layout.schemas), self.now.replace(tzinfo=None))
+        return self._kql
+
+    def run_log(self, label: LabelFile, log: SampleLog, queries: list[Query]) -> list[Verdicts]:
+        from .spl_engine import SplUnsupported, run_spl
+        results = []
+        if log.format == "mde":
+            self.kql.load(label.table, log.rows)
+        for q in queries:
+            if q.target.format != log.format:
+                continue
+            rule_id = str(q.rule.rule.id)
+            if q.rule.is_correlation:
+                results.append(self._run_correlation(q, label, log))
+                continue
+            scope_rows = _rows_in_scope(q, log, label)
+            expected = {k for k, ids in label.events.items() if rule_id in ids}
+            v = Verdicts(q.rule.name, rule_id, q.target.name, label.path, expected, {e: None for e in ENGINES})
+            v.engines["sigma"] = self.sigma.matches(q.rule.rule, q.target, scope_rows)
+            if q.target.language == "kql":
+                try:
+                    v.engines["kql"] = {str(r["ReportId"]) for r in self.kql.run(q.text)} if scope_rows else set()
+                except KqlNotTestable as e:
+                    v.not_testable["kql"] = str(e)
+            else:
+                try:
+                    rows = run_spl(q.text, log.splunk_events)
+                    v.engines["spl"] = {str(r.get(SPL_KEY_FIELD[log.format])) for r in rows}
+                except SplUnsupported as e:
+                    v.not_testable["spl"] = str(e)
+            results.append(v)
+        return results
+
+    def _run_correlation(self, q: Query, label: LabelFile, log: SampleLog) -> Verdicts:
+        from .spl_engine import SplUnsupported, run_spl
+        corr = q.rule.rule
+        group_by = list(corr.group_by or [])
+        expected = {tuple(str(g.get(f)) for f in group_by) for g in label.correlations.get(str(corr.id), [])}
+        v = Verdicts(q.rule.name, str(corr.id), q.target.name, label.path, expected, {e: None for e in ENGINES})
+        base = []
+        for ref in corr.rules:
+            base_item = self.ruleset.by_name(ref.reference)
+            scope = q.target.scope(base_item.rule)
+            fake = Query(base_item, q.target, "", scope)
+            rows = _rows_in_scope(fake, log, label)
+            keys = self.sigma.matches(base_item.rule, q.target, rows)
+            base.append((base_item.name, [r for r in rows if r["dac_key"] in keys], scope.field_map))
+        v.engines["sigma"] = self.sigma.correlation_groups(corr, base)
+        try:
+            if q.target.language == "kql":
+                rows = self.kql.run(q.text)
+            else:
+                rows = run_spl(q.text, log.splunk_events)
+            v.engines[q.target.language] = {tuple(str(r.get(f)) for f in group_by) for r in rows}
+        except (KqlNotTestable, SplUnsupported) as e:
+            v.not_testable[q.target.language] = str(e)
+        return v
+
+
+def compare(verdicts: list[Verdicts], queries_by_key: dict) -> list[str]:
+    """Failure messages: label mismatches and engine disagreements, naming event, rule, target."""
+    failures = []
+    for v in verdicts:
+        ran = {e: keys for e, keys in v.engines.items() if keys is not None}
+        universe = set(v.expected).union(*ran.values()) if ran else set(v.expected)
+        for key in sorted(universe, key=str):
+            verdict = {e: key in keys for e, keys in ran.items()}
+            wanted = key in v.expected
+            shown = ", ".join(f"{e}={'hit' if hit else 'miss'}" for e, hit in verdict.items())
+            if any(hit != wanted for hit in verdict.values()):
+                failures.append(f"{v.log}: event {key}: rule {v.rule} on {v.target}: label says "
+                                f"{'hit' if wanted else 'no hit'}; {shown}")
+            if len(set(verdict.values())) > 1:
+                query = queries_by_key.get((v.rule, v.target))
+                failures.append(f"{v.log}: event {key}: engines disagree on rule {v.rule} / {v.target} ({shown})\n"
+                                f"  query:\n    " + (query.text.replace("\n", "\n    ") if query else "?"))
+    return failures
+
+
+def summary_table(verdicts: list[Verdicts]) -> list[str]:
+    """One line per rule x target: TP/FP/FN summed over files, per engine."""
+    totals: dict[tuple[str, str], Counter] = {}
+    for v in verdicts:
+        counter = totals.setdefault((v.rule, v.target), Counter())
+        for engine, keys in v.engines.items():
+            if keys is None:
+                if engine in v.not_testable:
+                    counter[f"{engine}:not-testable"] += 1
+                continue
+            counter[f"{engine}:TP"] += len(keys & v.expected)
+            counter[f"{engine}:FP"] += len(keys - v.expected)
+            counter[f"{engine}:FN"] += len(v.expected - keys)
+    lines = [f"{'rule':24} {'target':14} " + " ".join(f"{e:>14}" for e in ENGINES)]
+    for (rule, target), c in sorted(totals.items()):
+        cells = []
+        for e in ENGINES:
+            if c[f"{e}:not-testable"]:
+                cells.append(f"{'not testable':>14}")
+            elif any(k.startswith(e + ":") for k in c):
+                cells.append(f"{c[e + ':TP']:>4}/{c[e + ':FP']}/{c[e + ':FN']:<4}".rjust(14))
+            else:
+                cells.append(f"{'-':>14}")
+        lines.append(f"{rule:24} {target:14} " + " ".join(cells))
+    lines.append("cells: TP/FP/FN against the labels")
+    return lines
+
+
+def run_labelled(layout: Layout, ruleset: RuleSet, queries: list[Query], rule_filter=None, target_filter=None) -> Report:
+    report = Report()
+    labels = load_labels(layout, ruleset)
+    selected = [q for q in queries if (not rule_filter or q.rule.name in rule_filter or str(q.rule.rule.id) in rule_filter)
+                and (not target_filter or q.target.name in target_filter)]
+    replayer = Replayer(layout, selected, ruleset)
+    for label in labels:
+        log = read_log(label.log_path, layout.rel(label.log_path), label.format, label.host)
+        report.skipped_lines += [str(p) for p in log.problems]
+        keys = {r["dac_key"] for r in log.rows}
+        for missing in sorted(keys - set(label.events), key=str):
+            report.failures.append(f"{label.path}: event {missing} of {layout.rel(label.log_path)} has no label")
+        for extra in sorted(set(label.events) - keys, key=str):
+            report.failures.append(f"{label.path}: label for event {extra} that is not in {layout.rel(label.log_path)}")
+        report.verdicts += replayer.run_log(label, log, selected)
+    report.failures += compare(report.verdicts, {(q.rule.name, q.target.name): q for q in selected})
+    return report
