@@ -11,7 +11,7 @@ from sigma.backends.splunk import SplunkBackend
 from sigma.collection import SigmaCollection
 from sigma.processing.pipeline import ProcessingPipeline
 
-from conftest import REPO, run_dac
+from conftest import REPO, run_dac, snapshot
 from dac.splunk_backend import DacSplunkBackend
 
 
@@ -152,3 +152,16 @@ def test_splunk_backend_keeps_regex_inside_not():
     ours = DacSplunkBackend(ProcessingPipeline()).convert_rule(rule)[0]
     assert '| search CommandLine="*/proc/*" NOT (Image="*/gdb" NOT CommandLineCondition="true")' in ours
     assert "| regex" not in ours
+
+
+def test_build_refuses_to_write_when_a_query_fails_validation(sandbox, capsys):
+    """A pipeline mapping to a column the Defender table does not have fails the analyzer: nothing written."""
+    pipeline = sandbox.sigma / "pipelines/sentinel_defender_xdr.yml"
+    pipeline.write_text(pipeline.read_text().replace("TargetFilename: FolderPath", "TargetFilename: TargetFilePath"))
+    before = snapshot(sandbox.conversions)
+    assert run_dac("build") == 1
+    captured = capsys.readouterr()
+    assert "conversions/sentinel/file_access_lnx_proc_mem_access.kql:2: Error KS142" in captured.err
+    assert "'TargetFilePath'" in captured.err
+    assert "nothing written" in captured.err
+    assert snapshot(sandbox.conversions) == before

@@ -27,7 +27,7 @@ def validate_artifacts(files: dict[str, str], layout: Layout) -> ValidationRepor
         tables = load_schemas(layout.schemas)
         for path, diagnostics in sorted(analyze(kql, tables, layout.kusto_analyzer).items()):
             for d in diagnostics:
-                problem = Problem(path, d.line, f"{d.severity} {d.code}: {d.message}")
+                problem = Problem(path, d.line, f"{d.severity} {d.code}: {' '.join(d.message.split())}")
                 (report.errors if is_error(d) else report.notes).append(problem)
         report.kql_checked = len(kql)
     for path, text in sorted(spl.items()):
