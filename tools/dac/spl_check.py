@@ -304,7 +304,7 @@ class _Checker:
             self.report(start + i, "regex command has no pattern")
 
     def _check_regex(self, pos: int, pattern: str, where: str) -> None:
-        python = _pcre_to_python(pattern)
+        python = pcre_to_python(pattern)
         if python is None:
             return                              # PCRE-only syntax: Python cannot judge it
         try:
@@ -351,7 +351,7 @@ _PCRE_ONLY_GROUP = re.compile(r"\((?:\?(?:[|R&(C+]|-?\d|P>)|\*)")
 _PCRE_ONLY_ESCAPES = frozenset("pPXKRhHVNQEGCceg")
 
 
-def _pcre_to_python(p: str) -> str | None:
+def pcre_to_python(p: str) -> str | None:
     """The same pattern in Python syntax, or None when it uses PCRE features Python lacks.
 
     (?<name>…) becomes (?P<name>…). PCRE lets an inline flag like (?i) appear anywhere and apply
