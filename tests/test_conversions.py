@@ -161,7 +161,7 @@ def test_build_refuses_to_write_when_a_query_fails_validation(sandbox, capsys):
     before = snapshot(sandbox.conversions)
     assert run_dac("build") == 1
     captured = capsys.readouterr()
-    assert "conversions/sentinel/file_access_lnx_proc_mem_access.kql:2: Error KS142" in captured.err
+    assert "conversions/sentinel/file_access_lnx_proc_mem_access.kql:3: Error KS142" in captured.err
     assert "'TargetFilePath'" in captured.err
     assert "nothing written" in captured.err
     assert snapshot(sandbox.conversions) == before
