@@ -19,9 +19,11 @@ $(ANALYZER)/node_modules/.installed: $(ANALYZER)/package.json $(ANALYZER)/packag
 
 setup: $(BIN)/.installed $(ANALYZER)/node_modules/.installed
 
-# Main job: validate rules, regenerate every artifact, validate every generated query.
+# Main job: validate rules, regenerate every artifact, validate every generated query, then
+# execute every query on the labelled sample logs with the three embedded engines.
 build: setup
 	$(BIN)/dac build
+	$(BIN)/dac test
 
 test: setup
 	$(BIN)/python -m pytest

@@ -19,9 +19,11 @@ def repo_layout() -> Layout:
 
 @pytest.fixture
 def sandbox(tmp_path, monkeypatch) -> Layout:
-    """A copy of the repository's sigma/ and conversions/ in tmp_path, with DAC_ROOT pointing at it."""
+    """A copy of the repository's sigma/, conversions/, testdata/ and schemas in tmp_path, with DAC_ROOT pointing at it."""
     shutil.copytree(REPO / "sigma", tmp_path / "sigma")
     shutil.copytree(REPO / "conversions", tmp_path / "conversions")
+    if (REPO / "testdata").is_dir():
+        shutil.copytree(REPO / "testdata", tmp_path / "testdata")
     (tmp_path / "sentinel").mkdir()
     if (REPO / "sentinel" / "schemas").is_dir():
         shutil.copytree(REPO / "sentinel" / "schemas", tmp_path / "sentinel" / "schemas")

@@ -94,7 +94,7 @@ def cmd_test(layout: Layout, args) -> int:
     ruleset, queries, _ = _compile(layout)
     if args.events:
         return _test_events(layout, ruleset, queries, args)
-    report = run_labelled(layout, ruleset, queries, set(args.rule or []), set(args.target or []))
+    report = run_labelled(layout, ruleset, queries, set(args.rule or []), set(args.target or []), load_targets(layout)[1])
     if args.json:
         print(json.dumps({
             "verdicts": [{"rule": v.rule, "rule_id": v.rule_id, "target": v.target, "log": v.log,

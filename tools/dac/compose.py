@@ -36,7 +36,7 @@ def hunting_specs(config: dict, targets_rel: str) -> list[HuntingSpec]:
     return specs
 
 
-def _members(queries: list[Query], spec: HuntingSpec, language: str) -> list[Query]:
+def hunting_members(queries: list[Query], spec: HuntingSpec, language: str) -> list[Query]:
     chosen = [q for q in queries
               if q.target.language == language and not q.rule.is_correlation
               and spec.technique in {str(t) for t in q.rule.rule.tags}]
@@ -44,7 +44,7 @@ def _members(queries: list[Query], spec: HuntingSpec, language: str) -> list[Que
     return sorted(chosen, key=lambda q: (rank.get(q.rule.name, len(rank)), q.rule.name, q.target.name))
 
 
-def _label(query: Query, members: list[Query]) -> str:
+def detection_label(query: Query, members: list[Query]) -> str:
     """The rule name, suffixed with the target only when one rule has several targets here."""
     if sum(1 for m in members if m.rule.name == query.rule.name) > 1:
         return f"{query.rule.name}_{query.target.name}"
@@ -61,19 +61,19 @@ def _projection(query: Query, columns: tuple[str, ...]) -> dict[str, str | None]
 
 
 def kql_hunting(queries: list[Query], spec: HuntingSpec) -> str | None:
-    members = _members(queries, spec, "kql")
+    members = hunting_members(queries, spec, "kql")
     if not members:
         return None
     lets = []
     for q in members:
         table, _, rest = q.text.partition("\n")
-        label = _label(q, members)
+        label = detection_label(q, members)
         proj = _projection(q, KQL_COLUMNS)
         columns = ["Timestamp", "DeviceName"] + [
             c if proj[c] == c else f"{c} = {proj[c] if proj[c] else 'string(null)'}" for c in KQL_COLUMNS]
         lets.append(f"let {label} = {table}\n| where Timestamp > ago({spec.lookback})\n{rest}\n"
                     f'| project {", ".join(columns)}, Detection = "{q.rule.name}";')
-    labels = ", ".join(_label(q, members) for q in members)
+    labels = ", ".join(detection_label(q, members) for q in members)
     return "\n".join(lets) + f"\nunion {labels}\n| sort by Timestamp desc"
 
 
@@ -83,7 +83,7 @@ def _with_lookback(spl: str, lookback: str) -> str:
 
 
 def spl_hunting(queries: list[Query], spec: HuntingSpec) -> str | None:
-    members = _members(queries, spec, "spl")
+    members = hunting_members(queries, spec, "spl")
     if not members:
         return None
     branches = []

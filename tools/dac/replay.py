@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from .compose import detection_label, hunting_members, hunting_specs, kql_hunting, spl_hunting
 from .convert import Query
 from .engine_kql import KqlEngine, KqlNotTestable
 from .engine_sigma import SigmaEngine
@@ -23,8 +24,11 @@ from .problems import DacError, Problem
 from .repo import Layout
 from .rules import RuleSet
 from .samplelogs import SampleLog, read_log
+from .spl_engine import SplSession, SplUnsupported
 
 ENGINES = ("sigma", "kql", "spl")
+# DeviceFileEvents actions that are not reads (sigma/pipelines/sentinel_defender_xdr.yml source_filter)
+MDE_WRITE_ACTIONS = {"filecreated", "filemodified", "filerenamed", "filedeleted"}
 SPL_KEY_FIELD = {"auditd": "audit_serial", "sysmon": "EventRecordID", "tracee": "dac_key"}
 
 
@@ -90,7 +94,11 @@ def _rows_in_scope(query: Query, log: SampleLog, label: LabelFile) -> list[dict]
     """The rows of a log the rule's log source covers (as the target's table/base search does)."""
     rule = query.rule.rule
     if log.format == "mde":
-        return log.rows if label.table == query.scope.state.get("source") else []
+        if label.table != query.scope.state.get("source"):
+            return []
+        if rule.logsource.category == "file_access":      # the pipeline's source_filter: reads only
+            return [r for r in log.rows if str(r.get("ActionType", "")).lower() not in MDE_WRITE_ACTIONS]
+        return log.rows
     if log.format == "auditd":
         wanted = rule.logsource.category or rule.logsource.service
         return [r for r in log.rows if wanted in r["dac_categories"]]
@@ -115,16 +123,18 @@ class Replayer:
         return self._kql
 
     def run_log(self, label: LabelFile, log: SampleLog, queries: list[Query]) -> list[Verdicts]:
-        from .spl_engine import SplUnsupported, run_spl
         results = []
+        spl = SplSession(log.splunk_events, self.now)
         if log.format == "mde":
-            self.kql.load(label.table, log.rows)
+            # only this file's table holds rows, so a query never sees another file's events
+            for table in self.kql.tables:
+                self.kql.load(table, log.rows if table == label.table else [])
         for q in queries:
             if q.target.format != log.format:
                 continue
             rule_id = str(q.rule.rule.id)
             if q.rule.is_correlation:
-                results.append(self._run_correlation(q, label, log))
+                results.append(self._run_correlation(q, label, log, spl))
                 continue
             scope_rows = _rows_in_scope(q, log, label)
             expected = {k for k, ids in label.events.items() if rule_id in ids}
@@ -137,15 +147,14 @@ class Replayer:
                     v.not_testable["kql"] = str(e)
             else:
                 try:
-                    rows = run_spl(q.text, log.splunk_events)
+                    rows = spl.run(q.text)
                     v.engines["spl"] = {str(r.get(SPL_KEY_FIELD[log.format])) for r in rows}
                 except SplUnsupported as e:
                     v.not_testable["spl"] = str(e)
             results.append(v)
         return results
 
-    def _run_correlation(self, q: Query, label: LabelFile, log: SampleLog) -> Verdicts:
-        from .spl_engine import SplUnsupported, run_spl
+    def _run_correlation(self, q: Query, label: LabelFile, log: SampleLog, spl: SplSession) -> Verdicts:
         corr = q.rule.rule
         group_by = list(corr.group_by or [])
         expected = {tuple(str(g.get(f)) for f in group_by) for g in label.correlations.get(str(corr.id), [])}
@@ -163,7 +172,7 @@ class Replayer:
             if q.target.language == "kql":
                 rows = self.kql.run(q.text)
             else:
-                rows = run_spl(q.text, log.splunk_events)
+                rows = spl.run(q.text)
             v.engines[q.target.language] = {tuple(str(r.get(f)) for f in group_by) for r in rows}
         except (KqlNotTestable, SplUnsupported) as e:
             v.not_testable[q.target.language] = str(e)
@@ -174,6 +183,9 @@ def compare(verdicts: list[Verdicts], queries_by_key: dict) -> list[str]:
     """Failure messages: label mismatches and engine disagreements, naming event, rule, target."""
     failures = []
     for v in verdicts:
+        for engine, reason in sorted(v.not_testable.items()):
+            # a query the engine cannot run proves nothing: that is a failure, never a pass
+            failures.append(f"{v.log}: rule {v.rule} on {v.target}: not testable on the {engine} engine: {reason}")
         ran = {e: keys for e, keys in v.engines.items() if keys is not None}
         universe = set(v.expected).union(*ran.values()) if ran else set(v.expected)
         for key in sorted(universe, key=str):
@@ -218,12 +230,63 @@ def summary_table(verdicts: list[Verdicts]) -> list[str]:
     return lines
 
 
-def run_labelled(layout: Layout, ruleset: RuleSet, queries: list[Query], rule_filter=None, target_filter=None) -> Report:
+def _epoch(value) -> float:
+    if isinstance(value, datetime):
+        return round((value if value.tzinfo else value.replace(tzinfo=timezone.utc)).timestamp(), 3)
+    if isinstance(value, str):
+        return round(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp(), 3)
+    return round(float(value), 3)
+
+
+def check_hunting(replayer: Replayer, queries: list[Query], config: dict, logs: list[tuple[LabelFile, SampleLog]]) -> list[str]:
+    """Run the composed hunting queries over all labelled logs at once and compare their rows,
+    as (detection, event time) pairs, with the labelled events of every member rule."""
+    failures = []
+    for spec in hunting_specs(config, "sigma/targets.yml"):
+        for language in ("kql", "spl"):
+            text = (kql_hunting if language == "kql" else spl_hunting)(queries, spec)
+            if not text:
+                continue
+            members = hunting_members(queries, spec, language)
+            expected: Counter = Counter()
+            for q in members:
+                for label, log in logs:
+                    if label.format != q.target.format or (log.format == "mde" and label.table != q.scope.state.get("source")):
+                        continue
+                    name = detection_label(q, members) if language == "kql" else q.rule.name
+                    rid = str(q.rule.rule.id)
+                    for row in log.rows:
+                        if rid in label.events.get(row["dac_key"], []):
+                            when = row.get("Timestamp") if log.format == "mde" else row["_time"]
+                            expected[(name, q.target.name if language == "spl" else "", _epoch(when))] += 1
+            try:
+                if language == "kql":
+                    for table in replayer.kql.tables:
+                        replayer.kql.load(table, [r for label, log in logs if label.table == table for r in log.rows])
+                    got = Counter((r["Detection"], "", _epoch(r["Timestamp"])) for r in replayer.kql.run(text))
+                else:
+                    events = [e for label, log in logs if log.format != "mde" for e in log.splunk_events]
+                    got = Counter((r["detection"], r["target"], _epoch(r["_time"])) for r in SplSession(events, replayer.now).run(text))
+            except (KqlNotTestable, SplUnsupported) as e:
+                failures.append(f"hunting query {spec.name} ({language}) is not testable: {e}")
+                continue
+            for (name, target, when), n in sorted((expected - got).items()):
+                failures.append(f"hunting query {spec.name} ({language}): missing {n} row(s) of {name} {target} at "
+                                f"{datetime.fromtimestamp(when, timezone.utc).isoformat()} that the labels expect")
+            for (name, target, when), n in sorted((got - expected).items()):
+                failures.append(f"hunting query {spec.name} ({language}): {n} unexpected row(s) of {name} {target} at "
+                                f"{datetime.fromtimestamp(when, timezone.utc).isoformat()}")
+    return failures
+
+
+def run_labelled(layout: Layout, ruleset: RuleSet, queries: list[Query], rule_filter=None, target_filter=None,
+                 config: dict | None = None) -> Report:
     report = Report()
     labels = load_labels(layout, ruleset)
     selected = [q for q in queries if (not rule_filter or q.rule.name in rule_filter or str(q.rule.rule.id) in rule_filter)
                 and (not target_filter or q.target.name in target_filter)]
     replayer = Replayer(layout, selected, ruleset)
+    logs: list[tuple[LabelFile, SampleLog]] = []
     for label in labels:
         log = read_log(label.log_path, layout.rel(label.log_path), label.format, label.host)
         report.skipped_lines += [str(p) for p in log.problems]
@@ -233,5 +296,8 @@ def run_labelled(layout: Layout, ruleset: RuleSet, queries: list[Query], rule_fi
         for extra in sorted(set(label.events) - keys, key=str):
             report.failures.append(f"{label.path}: label for event {extra} that is not in {layout.rel(label.log_path)}")
         report.verdicts += replayer.run_log(label, log, selected)
+        logs.append((label, log))
     report.failures += compare(report.verdicts, {(q.rule.name, q.target.name): q for q in selected})
+    if config is not None and not rule_filter and not target_filter:
+        report.failures += check_hunting(replayer, queries, config, logs)
     return report

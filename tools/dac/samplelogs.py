@@ -57,6 +57,7 @@ def read_mde(path: Path, rel: str) -> SampleLog:
             if not isinstance(row, dict):
                 raise ValueError("not a JSON object")
             row["dac_key"] = str(row["ReportId"])
+            row["_time"] = _iso_to_epoch(str(row["Timestamp"]))
         except (ValueError, KeyError) as e:
             log.problems.append(LogProblem(rel, number, f"malformed Defender row: {e}"))
             continue
