@@ -36,8 +36,9 @@ class KqlEngine:
         if not rows:
             return
         with tempfile.NamedTemporaryFile("w", suffix=".jsonl", encoding="utf-8", delete=False) as f:
-            for row in rows:
-                f.write(json.dumps({c: _cell(row.get(c), t) for c, t in columns}, default=_json_value) + "\n")
+            types = dict(columns)
+            for row in rows:   # only the columns a row has: read_json makes the others NULL
+                f.write(json.dumps({c: _cell(v, types[c]) for c, v in row.items() if c in types}, default=_json_value) + "\n")
         try:
             spec = ", ".join(f"'{c}': '{DUCK_TYPES.get(t, 'VARCHAR')}'" for c, t in columns)
             names = ", ".join(f'"{c}"' for c, _ in columns)

@@ -57,7 +57,13 @@ class SigmaEngine:
         if not rows:
             return set()
         query = self.sql(rule, target)
-        columns = sorted({c for row in rows for c in row if not c.startswith("dac_")} | {"dac_key"})
+        # only the columns the query names: loading every column of a million rows costs more
+        # than evaluating the rule
+        named = set(re.findall(r"[A-Za-z_]\w*", re.sub(r"'(?:[^']|'')*'", "", query)))
+        present: set[str] = set()
+        for row in rows:
+            present.update(row.keys())
+        columns = sorted((present & named) - {"dac_key"}) + ["dac_key"]
         con = sqlite3.connect(":memory:")
         try:
             con.create_function("regexp", 2, _regexp, deterministic=True)

@@ -709,7 +709,7 @@ def _sort_key(v) -> tuple:
 
 
 def _agg_values(values: list):
-    return _mv(sorted({_text(v) for v in values}))
+    return _mv(sorted({v if type(v) is str else _text(v) for v in values}))
 
 
 def _agg_minmax(values: list, pick):
@@ -743,31 +743,31 @@ def _cmd_stats(args: str, ctx) -> Command:
     fields = [field for _, field, _ in aggs]
 
     def run(events):
-        groups: dict[tuple, list[list]] = {}
+        # events per group first (one append per event), aggregates per group afterwards
+        groups: dict[tuple, list[Event]] = {}
         for e in events:
-            key = []
-            for f in by:
-                v = e.get(f)
-                if v is None:
-                    break
-                if isinstance(v, list):
-                    raise SplUnsupported(f"stats by multivalue field {f} is outside the evaluated subset")
-                key.append(v)
+            try:
+                key = tuple(e[f] for f in by)
+            except KeyError:
+                continue                # Splunk drops events that miss a by-field
+            if any(type(v) is list for v in key):
+                raise SplUnsupported(f"stats by a multivalue field ({', '.join(by)}) is outside the evaluated subset")
+            members = groups.get(key)
+            if members is None:
+                groups[key] = [e]
             else:
-                slots = groups.get(tuple(key))
-                if slots is None:
-                    slots = groups[tuple(key)] = [[] for _ in aggs]
-                for slot, field in zip(slots, fields):
-                    if field is None:           # count
-                        slot.append(1)
-                    else:
-                        v = e.get(field)
-                        if v is not None:
-                            slot.extend(v) if type(v) is list else slot.append(v)
+                members.append(e)
         rows = []
         for key in sorted(groups, key=lambda k: tuple(_sort_key(v) for v in k)):
             row = dict(zip(by, key))
-            for slot, (func, field, alias) in zip(groups[key], aggs):
+            members = groups[key]
+            for func, field, alias in aggs:
+                if field is None:
+                    slot = [1] * len(members)
+                else:
+                    slot = []
+                    for v in [m[field] for m in members if field in m]:
+                        slot.extend(v) if type(v) is list else slot.append(v)
                 _set(row, alias, _AGGREGATES[func](slot))
             rows.append(row)
         if not by and not rows:
