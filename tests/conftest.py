@@ -22,6 +22,8 @@ def sandbox(tmp_path, monkeypatch) -> Layout:
     """A copy of the repository's sigma/, conversions/, testdata/ and schemas in tmp_path, with DAC_ROOT pointing at it."""
     shutil.copytree(REPO / "sigma", tmp_path / "sigma")
     shutil.copytree(REPO / "conversions", tmp_path / "conversions")
+    if (REPO / "splunk").is_dir():
+        shutil.copytree(REPO / "splunk", tmp_path / "splunk")
     if (REPO / "testdata").is_dir():
         shutil.copytree(REPO / "testdata", tmp_path / "testdata")
     (tmp_path / "sentinel").mkdir()

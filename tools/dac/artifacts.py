@@ -14,6 +14,7 @@ from importlib import metadata
 from pathlib import Path
 
 from .compose import hunting_specs, kql_hunting, spl_hunting
+from .splunk_app import build_app_files, generated_app_dirs
 from .convert import Query
 from .repo import Layout
 
@@ -59,14 +60,21 @@ def build_artifacts(queries: list[Query], config: dict, layout: Layout) -> dict[
             if text:
                 files[f"conversions/hunting/{spec.name}.{folder}.{language}"] = text + "\n"
     files["conversions/manifest.json"] = _manifest(queries, files)
+    files.update(build_app_files(queries, config, layout))
     return dict(sorted(files.items()))
 
 
+def generated_roots(layout: Layout) -> list[Path]:
+    """Folders whose every file is generated: checked for staleness, stale files deleted."""
+    return [layout.conversions, *generated_app_dirs(layout)]
+
+
 def existing_artifacts(layout: Layout) -> dict[str, str]:
-    if not layout.conversions.is_dir():
-        return {}
-    return {layout.rel(p): p.read_text(encoding="utf-8")
-            for p in sorted(layout.conversions.rglob("*")) if p.is_file()}
+    files = {}
+    for root in generated_roots(layout):
+        if root.is_dir():
+            files.update({layout.rel(p): p.read_text(encoding="utf-8") for p in sorted(root.rglob("*")) if p.is_file()})
+    return dict(sorted(files.items()))
 
 
 def stale_report(desired: dict[str, str], layout: Layout) -> list[str]:
@@ -90,6 +98,7 @@ def stale_report(desired: dict[str, str], layout: Layout) -> list[str]:
 def write_artifacts(desired: dict[str, str], layout: Layout) -> tuple[int, int]:
     """Write changed files atomically (temp file + rename), delete stale ones. Returns (written, deleted)."""
     on_disk = existing_artifacts(layout)
+    roots = generated_roots(layout)
     written = 0
     for path, content in desired.items():
         if on_disk.get(path) == content:
@@ -108,7 +117,10 @@ def write_artifacts(desired: dict[str, str], layout: Layout) -> tuple[int, int]:
     stale = [p for p in on_disk if p not in desired]
     for path in stale:
         (layout.root / path).unlink()
-    for folder in sorted(layout.conversions.rglob("*"), reverse=True) if layout.conversions.is_dir() else []:
-        if folder.is_dir() and not any(folder.iterdir()):
-            folder.rmdir()
+    for root in roots:
+        if not root.is_dir():
+            continue
+        for folder in sorted(root.rglob("*"), reverse=True) + ([root] if root != layout.conversions else []):
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
     return written, len(stale)

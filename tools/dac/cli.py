@@ -6,6 +6,8 @@
   dac validate           run the KQL analyzer and the SPL checker over conversions/
   dac build              check + convert + validate, with a short summary (the main job)
   dac test               replay every query on the labelled logs in testdata/ (three engines)
+  dac package splunk     build the Splunk app tarball (dist/<app id>-<version>.tgz) from splunk/<app id>/
+  dac deploy SIEM        plan (default) or --apply the detections to splunk or sentinel
 """
 from __future__ import annotations
 
@@ -137,6 +139,31 @@ def _test_events(layout: Layout, ruleset, queries, args) -> int:
     return 1 if args.strict and log.problems else 0
 
 
+def cmd_package(layout: Layout, args) -> int:
+    from pathlib import Path
+    from .splunk_app import package_splunk
+    targets, config = load_targets(layout)
+    queries = compile_rules(load_rules(layout), targets)
+    out = Path(args.out) if args.out else layout.root / "dist"
+    path = package_splunk(layout, queries, config, out)
+    print(f"packaged: {path}")
+    return 0
+
+
+def cmd_deploy(layout: Layout, args) -> int:
+    from .deploy import DeployError, deploy_sentinel, deploy_splunk
+    try:
+        if args.siem == "splunk":
+            ok = deploy_splunk(layout, args.apply, args.prune, args.config or "splunk/deploy.yml",
+                               {"host": args.host, "port": args.port, "app": args.app}, args.insecure)
+        else:
+            ok = deploy_sentinel(layout, args.apply, args.prune, args.config or "sentinel/deploy.yml", args.insecure)
+    except DeployError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0 if ok else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dac", description="Detection-as-code: Sigma -> Splunk SPL / Sentinel KQL")
     sub = parser.add_subparsers(dest="verb", required=True)
@@ -154,10 +181,23 @@ def main(argv: list[str] | None = None) -> int:
     test.add_argument("--format", choices=["mde", "auditd", "sysmon", "tracee"], help="format of --events")
     test.add_argument("--table", help="Defender table of an --events mde file (DeviceFileEvents, DeviceProcessEvents)")
     test.add_argument("--host", help="host name for an --events auditd file")
+    package = sub.add_parser("package", help="build an installable SIEM package from the checked-in generated files")
+    package.add_argument("siem", choices=["splunk"], help="splunk: the app in splunk/<app id>/ as a .tgz")
+    package.add_argument("--out", help="output folder (default: dist/ in the repository)")
+    deploy = sub.add_parser("deploy", help="plan (default) or apply the detections to a SIEM")
+    deploy.add_argument("siem", choices=["splunk", "sentinel"])
+    deploy.add_argument("--apply", action="store_true", help="carry the plan out (default: only show it)")
+    deploy.add_argument("--prune", action="store_true", help="delete owned objects whose rule was removed")
+    deploy.add_argument("--config", help="deployment config (default: splunk/deploy.yml or sentinel/deploy.yml)")
+    deploy.add_argument("--host", help="splunk: management host (overrides the config)")
+    deploy.add_argument("--port", type=int, help="splunk: management port (default 8089)")
+    deploy.add_argument("--app", help="splunk: app the saved searches live in (default: the app id in splunk/app.yml)")
+    deploy.add_argument("--insecure", action="store_true", help="do not verify TLS certificates (never in production)")
     args = parser.parse_args(argv)
     try:
         layout = Layout(find_root())
-        handler = {"check": cmd_check, "convert": cmd_convert, "validate": cmd_validate, "build": cmd_build, "test": cmd_test}[args.verb]
+        handler = {"check": cmd_check, "convert": cmd_convert, "validate": cmd_validate, "build": cmd_build,
+                   "test": cmd_test, "package": cmd_package, "deploy": cmd_deploy}[args.verb]
         if args.verb == "test" and args.events and not args.format:
             parser.error("--events needs --format")
         return handler(layout, args)

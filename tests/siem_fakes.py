@@ -1,0 +1,237 @@
+"""Local stand-ins for Splunk's management REST API and Azure Resource Manager's Sentinel
+alertRules API, for the deploy tests. No Splunk or Sentinel runs here; these servers follow the
+vendors' documented contracts as far as dac uses them:
+
+Splunk (REST API reference, saved/searches; authentication tokens): HTTPS on a local port,
+`Authorization: Bearer <token>` or 401, `output_mode=json` answers with `entry[].name/acl/content`,
+create = POST …/saved/searches with `name` (201; 409 when it exists), update = POST
+…/saved/searches/<name> without `name` (200; 404 when missing), DELETE (200; 404). Boolean
+attributes come back as JSON booleans, as Splunk's JSON output does.
+
+ARM (Microsoft.SecurityInsights alertRules): `api-version` required, Bearer auth or 401, list =
+`{"value": [...], "nextLink": ...}` in pages, GET one (404 when missing), PUT with
+`kind`/`properties` (201 created / 200 updated, a new etag on every write, 409 when the body's etag
+is not the current one), DELETE (200; 204 when missing). Either server can be told to answer the
+next calls on an object with given statuses (429 with Retry-After, 500, …).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import json
+import ssl
+import threading
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+SPLUNK_BOOLEANS = {"enableSched", "is_scheduled", "alert.track", "alert.suppress", "alert.digest_mode", "disabled",
+                   "action.notable", "action.risk", "action.correlationsearch.enabled"}
+
+
+def make_tls(folder: Path) -> tuple[Path, Path, Path]:
+    """A throw-away CA and a server certificate for 127.0.0.1/localhost signed by it."""
+    now = dt.datetime.now(dt.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dac test CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=1))
+          .not_valid_after(now + dt.timedelta(days=2))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=2))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
+                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    ca_file, cert_file, key_file = folder / "ca.pem", folder / "server.pem", folder / "server.key"
+    ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return ca_file, cert_file, key_file
+
+
+class _Server:
+    def __init__(self, tls: tuple[Path, Path, Path], token: str):
+        self.token = token
+        self.requests: list[tuple[str, str]] = []       # (method, path) of every call
+        self.failures: dict[tuple[str, str], list[tuple[int, str | None]]] = {}
+        self.lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _handle(self, method):
+                parts = urlsplit(self.path)
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length).decode() if length else ""
+                with outer.lock:
+                    outer.requests.append((method, unquote(parts.path)))
+                    status, headers, payload = outer.handle(method, unquote(parts.path), parse_qs(parts.query),
+                                                            body, self.headers)
+                data = json.dumps(payload).encode() if payload is not None else b""
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                self._handle("GET")
+
+            def do_POST(self):
+                self._handle("POST")
+
+            def do_PUT(self):
+                self._handle("PUT")
+
+            def do_DELETE(self):
+                self._handle("DELETE")
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(tls[1], tls[2])
+        self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def fail(self, method: str, name: str, *statuses: tuple[int, str | None]) -> None:
+        """Answer the next calls of `method` on object `name` with these (status, Retry-After)."""
+        self.failures.setdefault((method, name), []).extend(statuses)
+
+    def _injected(self, method: str, name: str):
+        queue = self.failures.get((method, name))
+        if queue:
+            status, retry_after = queue.pop(0)
+            return status, ({"Retry-After": retry_after} if retry_after else {})
+        return None
+
+    def writes(self) -> list[tuple[str, str]]:
+        return [r for r in self.requests if r[0] != "GET"]
+
+
+class FakeSplunk(_Server):
+    def __init__(self, tls, token: str, app: str):
+        super().__init__(tls, token)
+        self.app = app
+        self.searches: dict[str, dict] = {}          # name -> {"app":…, "content": {…}}
+
+    def handle(self, method, path, query, body, headers):
+        if headers.get("Authorization") != f"Bearer {self.token}":
+            return 401, {}, {"messages": [{"type": "WARN", "text": "call not properly authenticated"}]}
+        form = {k: v[0] for k, v in parse_qs(body, keep_blank_values=True).items()}
+        # Splunk takes output_mode from the query string or, on POST, from the form body
+        if (form.pop("output_mode", None) or (query.get("output_mode") or [None])[0]) != "json":
+            return 400, {}, {"messages": [{"type": "ERROR", "text": "this stand-in only speaks output_mode=json"}]}
+        prefix = f"/servicesNS/nobody/{self.app}/saved/searches"
+        if not path.startswith(prefix):
+            return 404, {}, {"messages": [{"type": "ERROR", "text": f"no handler for {path}"}]}
+        name = path[len(prefix):].lstrip("/") or None
+        injected = self._injected(method, name or "")
+        if injected:
+            status, extra = injected
+            return status, extra, {"messages": [{"type": "ERROR", "text": f"injected {status}"}]}
+        if method == "GET" and name is None:
+            entries = [self._entry(n, s) for n, s in sorted(self.searches.items())]
+            return 200, {}, {"entry": entries, "paging": {"total": len(entries), "perPage": 0, "offset": 0}, "messages": []}
+        if method == "POST" and name is None:
+            new = form.pop("name", None)
+            if not new:
+                return 400, {}, {"messages": [{"type": "ERROR", "text": "Cannot perform action \"POST\" without a target name"}]}
+            if new in self.searches:
+                return 409, {}, {"messages": [{"type": "ERROR", "text": f"An object with name={new} already exists"}]}
+            self.searches[new] = {"app": self.app, "content": form}
+            return 201, {}, {"entry": [self._entry(new, self.searches[new])]}
+        if name not in self.searches:
+            return 404, {}, {"messages": [{"type": "ERROR", "text": f"Could not find object id={name}"}]}
+        if method == "POST":
+            if "name" in form:
+                return 400, {}, {"messages": [{"type": "ERROR", "text": "Argument \"name\" is not supported by this handler."}]}
+            self.searches[name]["content"].update(form)
+            return 200, {}, {"entry": [self._entry(name, self.searches[name])]}
+        if method == "DELETE":
+            del self.searches[name]
+            return 200, {}, {"entry": []}
+        return 405, {}, {"messages": []}
+
+    def _entry(self, name, search):
+        content = {k: (v == "1" if k in SPLUNK_BOOLEANS and v in ("0", "1") else v) for k, v in search["content"].items()}
+        content.setdefault("disabled", False)
+        return {"name": name, "acl": {"app": search["app"], "owner": "nobody", "sharing": "app"}, "content": content}
+
+    def add_foreign(self, name: str, content: dict, app: str | None = None) -> None:
+        """A saved search somebody made by hand (not owned by dac)."""
+        self.searches[name] = {"app": app or self.app, "content": dict(content)}
+
+
+class FakeArm(_Server):
+    API = "/providers/Microsoft.SecurityInsights/alertRules"
+
+    def __init__(self, tls, token: str, page_size: int = 2):
+        super().__init__(tls, token)
+        self.rules: dict[str, dict[str, dict]] = {}  # workspace path -> id -> resource
+        self.page_size = page_size
+
+    def handle(self, method, path, query, body, headers):
+        if headers.get("Authorization") != f"Bearer {self.token}":
+            return 401, {}, {"error": {"code": "AuthenticationFailed", "message": "Authentication failed."}}
+        if not query.get("api-version"):
+            return 400, {}, {"error": {"code": "MissingApiVersionParameter", "message": "The api-version query parameter is required."}}
+        if self.API not in path or "/providers/Microsoft.OperationalInsights/workspaces/" not in path:
+            return 404, {}, {"error": {"code": "InvalidResourceType", "message": path}}
+        workspace, _, rest = path.partition(self.API)
+        rule_id = rest.lstrip("/") or None
+        injected = self._injected(method, rule_id or "")
+        if injected:
+            status, extra = injected
+            return status, extra, {"error": {"code": "Injected", "message": f"injected {status}"}}
+        rules = self.rules.setdefault(workspace, {})
+        if method == "GET" and rule_id is None:
+            skip = int(query.get("$skipToken", ["0"])[0])
+            items = [rules[k] for k in sorted(rules)]
+            page = {"value": items[skip: skip + self.page_size]}
+            if skip + self.page_size < len(items):
+                page["nextLink"] = (f"https://127.0.0.1:{self.port}{path}?api-version={query['api-version'][0]}"
+                                    f"&$skipToken={skip + self.page_size}")
+            return 200, {}, page
+        if method == "GET":
+            return (200, {}, rules[rule_id]) if rule_id in rules else (404, {}, {"error": {"code": "NotFound", "message": "not found"}})
+        if method == "PUT":
+            payload = json.loads(body or "{}")
+            if payload.get("kind") != "Scheduled" or not isinstance(payload.get("properties"), dict):
+                return 400, {}, {"error": {"code": "BadRequest", "message": "kind Scheduled and properties are required"}}
+            existing = rules.get(rule_id)
+            if existing and payload.get("etag") and payload["etag"] != existing["etag"]:
+                return 409, {}, {"error": {"code": "Conflict", "message": "Newer version of the resource exists (etag mismatch)"}}
+            resource = {"id": f"{workspace}{self.API}/{rule_id}", "name": rule_id, "type": "Microsoft.SecurityInsights/alertRules",
+                        "kind": "Scheduled", "etag": f'"{uuid.uuid4()}"',
+                        "properties": {**payload["properties"], "lastModifiedUtc": dt.datetime.now(dt.timezone.utc).isoformat()}}
+            rules[rule_id] = resource
+            return (200 if existing else 201), {}, resource
+        if method == "DELETE":
+            if rule_id not in rules:
+                return 204, {}, None
+            del rules[rule_id]
+            return 200, {}, None
+        return 405, {}, {"error": {"code": "MethodNotAllowed", "message": method}}
