@@ -26,9 +26,7 @@ def sandbox(tmp_path, monkeypatch) -> Layout:
         shutil.copytree(REPO / "splunk", tmp_path / "splunk")
     if (REPO / "testdata").is_dir():
         shutil.copytree(REPO / "testdata", tmp_path / "testdata")
-    (tmp_path / "sentinel").mkdir()
-    if (REPO / "sentinel" / "schemas").is_dir():
-        shutil.copytree(REPO / "sentinel" / "schemas", tmp_path / "sentinel" / "schemas")
+    shutil.copytree(REPO / "sentinel", tmp_path / "sentinel")
     (tmp_path / "tools").mkdir()
     (tmp_path / "tools" / "kusto-analyzer").symlink_to(REPO / "tools" / "kusto-analyzer")
     monkeypatch.setenv("DAC_ROOT", str(tmp_path))

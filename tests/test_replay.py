@@ -150,3 +150,13 @@ def test_every_labelled_file_has_hits_and_misses(fmt):
         if data["format"] == fmt:
             verdicts = [bool(ids) for ids in data["events"].values()]
             assert any(verdicts) and not all(verdicts), path
+
+
+def test_a_rule_without_a_labelled_true_positive_fails(sandbox, capsys):
+    path = label_file(sandbox.root, "tracee")
+    data = yaml.safe_load(path.read_text())
+    data["events"] = {k: [] for k in data["events"]}
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    assert run_dac("test") == 1
+    err = capsys.readouterr().err
+    assert "rule TraceeProcMemAccess on splunk_tracee: no labelled true positive in testdata/ (tracee format)" in err

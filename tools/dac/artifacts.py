@@ -14,6 +14,7 @@ from importlib import metadata
 from pathlib import Path
 
 from .compose import hunting_specs, kql_hunting, spl_hunting
+from .sentinel_analytics import ANALYTICS_DIR, ARM_DIR, build_sentinel_files
 from .splunk_app import build_app_files, generated_app_dirs
 from .convert import Query
 from .repo import Layout
@@ -61,12 +62,13 @@ def build_artifacts(queries: list[Query], config: dict, layout: Layout) -> dict[
                 files[f"conversions/hunting/{spec.name}.{folder}.{language}"] = text + "\n"
     files["conversions/manifest.json"] = _manifest(queries, files)
     files.update(build_app_files(queries, config, layout))
+    files.update(build_sentinel_files(queries, config, layout))
     return dict(sorted(files.items()))
 
 
 def generated_roots(layout: Layout) -> list[Path]:
     """Folders whose every file is generated: checked for staleness, stale files deleted."""
-    return [layout.conversions, *generated_app_dirs(layout)]
+    return [layout.conversions, *generated_app_dirs(layout), layout.root / ANALYTICS_DIR, layout.root / ARM_DIR]
 
 
 def existing_artifacts(layout: Layout) -> dict[str, str]:

@@ -1,9 +1,9 @@
 """`dac`: the command line. Verbs only wire the modules together.
 
   dac check              load and validate rules, targets and pipelines; compile in memory
-  dac convert            write every artifact under conversions/
+  dac convert            write every generated file (conversions/, splunk/<app>/, sentinel/analytics/, sentinel/arm/)
   dac convert --check    exit 1 and print a diff when a checked-in artifact is stale
-  dac validate           run the KQL analyzer and the SPL checker over conversions/
+  dac validate           KQL analyzer, SPL checker, Sentinel template schema and entity columns
   dac build              check + convert + validate, with a short summary (the main job)
   dac test               replay every query on the labelled logs in testdata/ (three engines)
   dac package splunk     build the Splunk app tarball (dist/<app id>-<version>.tgz) from splunk/<app id>/
@@ -83,7 +83,7 @@ def cmd_build(layout: Layout, args) -> int:
     print(f"rules: {len(ruleset.rules)} loaded, {len(ruleset.generated)} generated")
     for target, count in sorted(per_target.items()):
         print(f"  {target}: {count} queries")
-    print(f"artifacts: {len(files)} files in conversions/ ({written} written, {deleted} deleted)")
+    print(f"artifacts: {len(files)} generated files ({written} written, {deleted} deleted)")
     print(f"validated: {report.kql_checked} KQL with Kusto.Language, {report.spl_checked} SPL structurally; "
           f"0 errors, {len(report.notes)} analyzer hints")
     print(f"build ok in {time.perf_counter() - started:.2f}s")

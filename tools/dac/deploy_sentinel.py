@@ -65,13 +65,15 @@ class SentinelClient:
         self.session = requests.Session()
         self.session.headers.update({"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
         verify = bool(config.get("verify_tls", True)) and not insecure
-        self.session.verify = config.get("ca_file") or True if verify else False
+        # passed on every request: a session-level setting loses to $REQUESTS_CA_BUNDLE
+        self.verify = (config.get("ca_file") or True) if verify else False
         self.timeout = config.get("timeout", 30)
         self.policy, self.sleep = policy, sleep
 
     def _call(self, method: str, url: str, body: dict | None = None, params: dict | None = None) -> dict:
         def once():
-            response = self.session.request(method, url, params=params, json=body, timeout=self.timeout)
+            response = self.session.request(method, url, params=params, json=body, timeout=self.timeout,
+                                            verify=self.verify)
             if response.status_code >= 400:
                 raise HttpFailure(response.status_code, _arm_message(response), response.headers.get("Retry-After"))
             return response.json() if response.content else {}

@@ -300,4 +300,11 @@ def run_labelled(layout: Layout, ruleset: RuleSet, queries: list[Query], rule_fi
     report.failures += compare(report.verdicts, {(q.rule.name, q.target.name): q for q in selected})
     if config is not None and not rule_filter and not target_filter:
         report.failures += check_hunting(replayer, queries, config, logs)
+    # a rule x target that no labelled event exercises is untested, whatever the engines say
+    for q in selected:
+        rid = str(q.rule.rule.id)
+        if not any(label.format == q.target.format and (any(rid in ids for ids in label.events.values())
+                                                        or label.correlations.get(rid)) for label, _ in logs):
+            report.failures.append(f"rule {q.rule.name} on {q.target.name}: no labelled true positive in testdata/ "
+                                   f"({q.target.format} format): add one (testdata/README.md)")
     return report

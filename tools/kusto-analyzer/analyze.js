@@ -1,8 +1,11 @@
 // Semantic analysis of KQL with Microsoft's Kusto.Language (compiled to JS).
 // stdin:  {"tables": {"T": [["col", "type"], ...]}, "queries": [{"name": "...", "text": "..."}]}
-// stdout: {"results": [{"name": "...", "diagnostics": [{code, severity, message, start, length, line, column}]}]}
+// stdout: {"results": [{"name": "...", "diagnostics": [{code, severity, message, start, length, line, column}],
+//                        "columns": [{name, type}] | null}]}
 // Diagnostics are the compiler's (unknown table/column/function, syntax) plus the analyzer's hints
-// (KS500 "avoid contains", ...). One process checks the whole batch.
+// (KS500 "avoid contains", ...). `columns` is the query's output schema (KustoCode.ResultType when
+// it is a table), null when the result is not tabular (e.g. an unknown table). One process checks
+// the whole batch.
 "use strict";
 require("@kusto/language-service-next/bridge.js");
 require("@kusto/language-service-next/Kusto.Language.Bridge.js");
@@ -33,14 +36,23 @@ function globalsFor(tables) {
   return K.GlobalState.Default.WithDatabase(new S.DatabaseSymbol.ctor("db", symbols));
 }
 
+function resultColumns(code) {
+  const result = code.ResultType;
+  if (!(result instanceof S.TableSymbol)) return null;
+  return toArray(result.Columns).map((c) => ({ name: c.Name, type: c.Type.Name }));
+}
+
 function analyze(text, globals) {
   const code = K.KustoCode.ParseAndAnalyze(text, globals);
   const service = new K.Editor.KustoCodeService.ctor(code);
   const diagnostics = toArray(code.GetDiagnostics()).concat(toArray(service.GetAnalyzerDiagnostics(true)));
-  return diagnostics.map((d) => {
-    const [line, column] = lineColumn(text, d.Start);
-    return { code: d.Code, severity: d.Severity, message: d.Message, start: d.Start, length: d.Length, line, column };
-  });
+  return {
+    diagnostics: diagnostics.map((d) => {
+      const [line, column] = lineColumn(text, d.Start);
+      return { code: d.Code, severity: d.Severity, message: d.Message, start: d.Start, length: d.Length, line, column };
+    }),
+    columns: resultColumns(code),
+  };
 }
 
 function main() {
@@ -53,7 +65,7 @@ function main() {
     process.exit(2);
   }
   const globals = globalsFor(input.tables);
-  const results = input.queries.map((q) => ({ name: q.name, diagnostics: analyze(String(q.text), globals) }));
+  const results = input.queries.map((q) => ({ name: q.name, ...analyze(String(q.text), globals) }));
   process.stdout.write(JSON.stringify({ results }));
 }
 

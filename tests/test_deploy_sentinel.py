@@ -1,0 +1,178 @@
+"""`dac deploy sentinel` against a local stand-in for Azure Resource Manager's Sentinel alertRules
+API (tests/siem_fakes.py says which parts of the documented contract it follows): plan, apply,
+idempotency, several workspaces, paging, etags, drift, prune, retries, partial failure, and bad
+input. The Azure credential is a stand-in too: no Azure is involved."""
+from __future__ import annotations
+
+import re
+import textwrap
+from types import SimpleNamespace
+
+import pytest
+
+import dac.deploy as deploy_module
+import dac.deploy_sentinel as deploy_sentinel
+from conftest import run_dac
+from siem_fakes import FakeArm, make_tls
+
+TOKEN = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.arm-test-token.signature"
+WORKSPACES = [("11111111-1111-1111-1111-111111111111", "rg-a", "law-a"),
+              ("22222222-2222-2222-2222-222222222222", "rg-b", "law-b")]
+
+
+class FakeCredential:
+    def __init__(self, fail: bool = False):
+        self.fail, self.scopes = fail, []
+
+    def get_token(self, *scopes):
+        from azure.core.exceptions import ClientAuthenticationError
+        self.scopes += scopes
+        if self.fail:
+            raise ClientAuthenticationError("DefaultAzureCredential failed to retrieve a token from the included credentials.")
+        return SimpleNamespace(token=TOKEN, expires_on=2**31)
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory):
+    return make_tls(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture
+def arm(tls):
+    with FakeArm(tls, TOKEN, page_size=2) as server:
+        yield server
+
+
+@pytest.fixture
+def credential(monkeypatch):
+    cred = FakeCredential()
+    monkeypatch.setattr(deploy_sentinel, "make_credential", lambda: cred)
+    return cred
+
+
+def write_config(root, arm, tls, workspaces=WORKSPACES, extra=""):
+    entries = "".join(f"  - {{subscription_id: '{s}', resource_group: {g}, workspace: {w}}}\n" for s, g, w in workspaces)
+    (root / "sentinel" / "deploy.yml").write_text(
+        f"arm_endpoint: https://127.0.0.1:{arm.port}\nca_file: {tls[0]}\ntimeout: 10\nworkspaces:\n{entries}{extra}")
+
+
+@pytest.fixture
+def repo(sandbox, arm, tls, credential):
+    write_config(sandbox.root, arm, tls)
+    return sandbox
+
+
+@pytest.fixture
+def waits(monkeypatch):
+    recorded: list[float] = []
+    monkeypatch.setattr("time.sleep", recorded.append)
+    return recorded
+
+
+def deploy(capsys, *args: str) -> tuple[int, str]:
+    code = run_dac("deploy", "sentinel", *args)
+    out = capsys.readouterr()
+    text = out.out + out.err
+    assert TOKEN not in text and "arm-test-token" not in text, "the token must never be printed"
+    return code, text
+
+
+def rules_in(arm: FakeArm, workspace: str) -> dict[str, dict]:
+    return next((rules for path, rules in arm.rules.items() if path.endswith(f"/workspaces/{workspace}")), {})
+
+
+def test_plan_apply_idempotent_on_every_workspace(repo, arm, capsys, credential):
+    code, text = deploy(capsys)
+    assert code == 0 and arm.writes() == []
+    assert text.count("plan: 6 to create") == 2, "5 rules on Sentinel + the composed union, per workspace"
+    assert credential.scopes == ["https://management.azure.com/.default"]
+
+    code, text = deploy(capsys, "--apply")
+    assert code == 0 and text.count("applied: 6 created, 0 updated, 0 deleted; 0 failed") == 2
+    for _, _, ws in WORKSPACES:
+        rules = rules_in(arm, ws)
+        assert len(rules) == 6
+        for resource in rules.values():
+            props = resource["properties"]
+            assert props["queryFrequency"].startswith("PT") and props["severity"] in ("Low", "Medium", "High")
+            assert re.search(r"Managed by dac from (sigma rule|hunting query) \S+ \(target \S+\)", props["description"])
+            assert re.search(r"\ndac-hash: [0-9a-f]{16}$", props["description"])
+        assert all(p == "PUT" for p, _ in arm.writes())
+    assert all("api-version" not in path for _, path in arm.requests)        # the query string, not the path
+
+    writes = len(arm.writes())
+    code, text = deploy(capsys, "--apply")
+    assert code == 0 and text.count("6 unchanged") == 2 and len(arm.writes()) == writes
+
+
+def test_drift_update_with_etag_and_prune(repo, arm, capsys):
+    assert deploy(capsys, "--apply")[0] == 0
+    rules = rules_in(arm, "law-a")
+    rule_id, resource = next(iter(sorted(rules.items())))
+    resource["properties"]["enabled"] = False                                  # disabled in the portal
+    resource["etag"] = '"edited-in-portal"'
+    code, text = deploy(capsys)
+    line = next(l for l in text.splitlines() if rule_id in l and "law-a" not in l and "update" in l)
+    assert "drift" in line and "- enabled: false" in text and "+ enabled: true" in text
+    assert deploy(capsys, "--apply")[0] == 0
+    assert rules_in(arm, "law-a")[rule_id]["properties"]["enabled"] is True
+
+    (repo.rules / "linux/process_creation/proc_creation_lnx_lazagne_memory.yml").unlink()
+    assert run_dac("convert") == 0
+    capsys.readouterr()
+    code, text = deploy(capsys, "--apply")
+    assert code == 0 and text.count("1 orphaned (kept; --prune deletes)") == 2
+    code, text = deploy(capsys, "--apply", "--prune")
+    assert code == 0 and text.count("1 deleted") == 2
+    assert all(len(rules_in(arm, ws)) == 5 for _, _, ws in WORKSPACES)
+
+
+def test_retries_conflicts_and_partial_failure(repo, arm, capsys, waits):
+    code, text = deploy(capsys)
+    first, second = sorted(set(re.findall(r"\+ create\s+(\S+)", text)))[:2]
+    arm.fail("PUT", first, (429, "3"))                    # throttled once, then fine
+    arm.fail("PUT", second, (409, None))                  # conflict: not retried, reported
+    code, text = deploy(capsys, "--apply")
+    assert code == 1
+    assert waits == [3.0]
+    assert f"FAILED {second}: create failed: HTTP 409" in text
+    assert "5 created, 0 updated, 0 deleted; 1 failed (not changed)" in text
+    assert "6 created, 0 updated, 0 deleted; 0 failed" in text                 # the other workspace
+    assert first in rules_in(arm, "law-a") and second not in rules_in(arm, "law-a")
+
+
+def test_an_unreachable_workspace_does_not_stop_the_others(repo, arm, tls, capsys):
+    write_config(repo.root, arm, tls)
+    config = repo.root / "sentinel" / "deploy.yml"
+    config.write_text(config.read_text().replace(f"https://127.0.0.1:{arm.port}", "https://127.0.0.1:9"))
+    code, text = deploy(capsys, "--apply")
+    assert code == 1 and "error: workspace law-a: cannot reach https://127.0.0.1:9; nothing was changed there" in text
+
+
+def test_bad_input_and_credentials_stop_before_any_request(repo, arm, capsys, monkeypatch):
+    config = repo.root / "sentinel" / "deploy.yml"
+    good = config.read_text()
+    config.write_text(good + "client_secret: hunter2\n")
+    code, text = deploy(capsys)
+    assert code == 1 and "client_secret` must not be in a file" in text and "hunter2" not in text
+    config.write_text("workspaces:\n  - {subscription_id: x}\n")
+    code, text = deploy(capsys)
+    assert code == 1 and "workspaces[1] needs subscription_id, resource_group, workspace" in text
+    config.write_text(good)
+    monkeypatch.setattr(deploy_sentinel, "make_credential", lambda: FakeCredential(fail=True))
+    code, text = deploy(capsys, "--apply")
+    assert code == 1 and "error: no Azure credential for https://management.azure.com/.default" in text
+    monkeypatch.setattr(deploy_sentinel, "make_credential", lambda: FakeCredential())
+    monkeypatch.setattr(deploy_module, "SENTINEL_QUERY_LIMIT", 500)
+    code, text = deploy(capsys, "--apply")
+    assert code == 1 and "cannot deploy:" in text and "Sentinel's limit is 500" in text and "nothing was changed" in text
+    assert arm.requests == []
+
+
+def test_tls_is_verified(repo, arm, tls, capsys):
+    config = repo.root / "sentinel" / "deploy.yml"
+    config.write_text(re.sub(r"ca_file: .*\n", "", config.read_text()))
+    code, text = deploy(capsys, "--apply")
+    assert code == 1 and "TLS verification failed" in text and arm.writes() == []
+    code, text = deploy(capsys, "--apply", "--insecure")
+    assert code == 0
