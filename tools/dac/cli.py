@@ -6,18 +6,23 @@
   dac validate           KQL analyzer, SPL checker, Sentinel template schema and entity columns
   dac build              check + convert + validate, with a short summary (the main job)
   dac test               replay every query on the labelled logs in testdata/ (three engines)
+  dac coverage           ATT&CK coverage (Navigator layer + Markdown) in conversions/coverage/, tested by a replay
+  dac lint               pySigma core + SigmaHQ validators (offline reference data) and dac's rule checks
   dac package splunk     build the Splunk app tarball (dist/<app id>-<version>.tgz) from splunk/<app id>/
   dac deploy SIEM        plan (default) or --apply the detections to splunk or sentinel
+  dac review --base REF  Markdown/JSON review of the change since REF (rules, query diffs, replay, findings, deploy plan)
 """
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 import time
 from collections import Counter
 
 from .artifacts import build_artifacts, existing_artifacts, stale_report, write_artifacts
 from .convert import compile_rules
+from .coverage import check_attack_tags, load_techniques
 from .problems import DacError
 from .repo import Layout, find_root
 from .rules import load_rules
@@ -26,6 +31,9 @@ from .targets import load_targets
 
 def _compile(layout: Layout):
     ruleset = load_rules(layout)
+    problems = check_attack_tags(ruleset, load_techniques(layout))   # every rule, correlation base rules too
+    if problems:
+        raise DacError(problems)
     targets, config = load_targets(layout)
     queries = compile_rules(ruleset, targets)
     return ruleset, queries, build_artifacts(queries, config, layout)
@@ -139,6 +147,18 @@ def _test_events(layout: Layout, ruleset, queries, args) -> int:
     return 1 if args.strict and log.problems else 0
 
 
+def cmd_coverage(layout: Layout, args) -> int:
+    from .coverage import coverage_command
+    ruleset, queries, _ = _compile(layout)
+    return coverage_command(layout, ruleset, queries, load_targets(layout)[1], replay=not args.no_replay,
+                            check=args.check, out=print, err=lambda line: print(line, file=sys.stderr))
+
+
+def cmd_lint(layout: Layout, args) -> int:
+    from .lint import lint_command
+    return lint_command(layout, strict=args.strict, kql=not args.no_kql)
+
+
 def cmd_package(layout: Layout, args) -> int:
     from pathlib import Path
     from .splunk_app import package_splunk
@@ -164,6 +184,26 @@ def cmd_deploy(layout: Layout, args) -> int:
     return 0 if ok else 1
 
 
+def cmd_review(layout: Layout, args) -> int:
+    from .review import ReviewError, render_json, render_markdown, review
+    try:
+        result = review(layout.root, args.base, replay=not args.no_replay)
+    except ReviewError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    text = render_json(result) if args.json else render_markdown(result)
+    if args.out:
+        from .artifacts import write_text_atomic
+        write_text_atomic(Path(args.out), text)
+        print(f"review written to {args.out}: {result['verdict']}")
+    else:
+        sys.stdout.write(text)
+    if result["verdict"] == "blocked":
+        print("blocked: " + "; ".join(result["blockers"]), file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dac", description="Detection-as-code: Sigma -> Splunk SPL / Sentinel KQL")
     sub = parser.add_subparsers(dest="verb", required=True)
@@ -181,6 +221,13 @@ def main(argv: list[str] | None = None) -> int:
     test.add_argument("--format", choices=["mde", "auditd", "sysmon", "tracee"], help="format of --events")
     test.add_argument("--table", help="Defender table of an --events mde file (DeviceFileEvents, DeviceProcessEvents)")
     test.add_argument("--host", help="host name for an --events auditd file")
+    coverage = sub.add_parser("coverage", help="ATT&CK coverage: Navigator layer and Markdown table in conversions/coverage/")
+    coverage.add_argument("--no-replay", action="store_true",
+                          help="take 'tested' from the labels instead of replaying testdata/ (what `dac convert` writes)")
+    coverage.add_argument("--check", action="store_true", help="exit 1 when conversions/coverage/ is stale")
+    lint = sub.add_parser("lint", help="pySigma core + SigmaHQ validators (offline) and dac's rule checks")
+    lint.add_argument("--strict", action="store_true", help="exit 1 on warnings too")
+    lint.add_argument("--no-kql", action="store_true", help="skip the Kusto analyzer hints on the generated KQL")
     package = sub.add_parser("package", help="build an installable SIEM package from the checked-in generated files")
     package.add_argument("siem", choices=["splunk"], help="splunk: the app in splunk/<app id>/ as a .tgz")
     package.add_argument("--out", help="output folder (default: dist/ in the repository)")
@@ -193,11 +240,17 @@ def main(argv: list[str] | None = None) -> int:
     deploy.add_argument("--port", type=int, help="splunk: management port (default 8089)")
     deploy.add_argument("--app", help="splunk: app the saved searches live in (default: the app id in splunk/app.yml)")
     deploy.add_argument("--insecure", action="store_true", help="do not verify TLS certificates (never in production)")
+    review = sub.add_parser("review", help="review the change since a git ref, as Markdown (or --json)")
+    review.add_argument("--base", required=True, help="git ref to compare with (e.g. origin/main)")
+    review.add_argument("--out", help="write the report to this file instead of standard output")
+    review.add_argument("--json", action="store_true", help="JSON instead of Markdown")
+    review.add_argument("--no-replay", action="store_true", help="skip replaying the labelled logs (faster, less to see)")
     args = parser.parse_args(argv)
     try:
         layout = Layout(find_root())
         handler = {"check": cmd_check, "convert": cmd_convert, "validate": cmd_validate, "build": cmd_build,
-                   "test": cmd_test, "package": cmd_package, "deploy": cmd_deploy}[args.verb]
+                   "test": cmd_test, "coverage": cmd_coverage, "lint": cmd_lint, "package": cmd_package, "deploy": cmd_deploy,
+                   "review": cmd_review}[args.verb]
         if args.verb == "test" and args.events and not args.format:
             parser.error("--events needs --format")
         return handler(layout, args)
