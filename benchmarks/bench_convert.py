@@ -19,6 +19,8 @@ import time
 import uuid
 from pathlib import Path
 
+import yaml
+
 REPO = Path(__file__).resolve().parents[1]
 DAC = [sys.executable, "-m", "dac.cli", "convert"]
 
@@ -35,6 +37,18 @@ def run_convert(root: Path) -> tuple[float, float]:
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     # ru_maxrss of children is the max over all children so far: run the small case first
     return wall, max(peak, before) / 1024
+
+
+def copy_inputs(root: Path) -> None:
+    """Everything `dac convert` reads: rules, pipelines, targets, the Splunk app and Sentinel
+    analytics settings, the table schemas and the labelled logs (for the coverage files)."""
+    shutil.copytree(REPO / "sigma", root / "sigma")
+    (root / "splunk").mkdir(parents=True)
+    shutil.copy(REPO / "splunk" / "app.yml", root / "splunk" / "app.yml")
+    (root / "sentinel").mkdir()
+    shutil.copy(REPO / "sentinel" / "analytics.yml", root / "sentinel" / "analytics.yml")
+    shutil.copytree(REPO / "sentinel" / "schemas", root / "sentinel" / "schemas")
+    shutil.copytree(REPO / "testdata", root / "testdata")
 
 
 def make_copies(root: Path, wanted: int) -> int:
@@ -67,16 +81,20 @@ def main() -> int:
     missed = []
     with tempfile.TemporaryDirectory() as tmp:
         small = Path(tmp) / "repo"
-        shutil.copytree(REPO / "sigma", small / "sigma")
+        copy_inputs(small)
         wall, rss = run_convert(small)
-        print(f"whole repository: {wall:.2f} s wall, {rss:.0f} MiB peak RSS (target < 3 s)")
+        print(f"whole repository: {wall:.2f} s wall, {rss:.0f} MiB peak RSS, all generated files "
+              f"(conversions/, Splunk app, Sentinel templates, coverage) (target < 3 s)")
         if wall >= 3:
             missed.append("whole repository")
         big = Path(tmp) / "big"
-        shutil.copytree(REPO / "sigma", big / "sigma")
+        copy_inputs(big)
+        app = yaml.safe_load((big / "splunk" / "app.yml").read_text())
+        app.pop("overrides", None)          # keyed by the original rule ids, which the copies replace
+        (big / "splunk" / "app.yml").write_text(yaml.safe_dump(app))
         count = make_copies(big, args.rules)
         wall, rss = run_convert(big)
-        outputs = sum(1 for _ in (big / "conversions").rglob("*.*"))
+        outputs = sum(1 for _ in (big / "conversions").rglob("*.*")) + sum(1 for _ in (big / "sentinel").rglob("*.json"))
         print(f"{count} rules: {wall:.2f} s wall, {rss:.0f} MiB peak RSS, {outputs} files (target < 10 s)")
         if wall >= 10:
             missed.append(f"{count} rules")
