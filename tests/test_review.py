@@ -131,3 +131,18 @@ def test_long_reports_are_truncated_to_fit_a_comment(history, capsys, monkeypatc
 def test_unknown_base_is_a_clear_error(history, capsys):
     assert run_dac("review", "--base", "no-such-branch") == 2
     assert "error: unknown git ref 'no-such-branch'" in capsys.readouterr().err
+
+
+def test_markdown_tables_start_a_block_and_details_close(history, capsys):
+    rule = history.root / PROC_MEM_ACCESS
+    rule.write_text(rule.read_text().replace("level: high", "level: medium"))
+    assert run_dac("convert") == 0
+    capsys.readouterr()
+    run_dac("review", "--base", "main")
+    lines = capsys.readouterr().out.split("\n")
+    for i, line in enumerate(lines):
+        if line.startswith("| ") and not lines[i - 1].startswith("|"):
+            assert lines[i - 1] == "" or lines[i - 1].startswith("#"), f"table at line {i + 1} follows {lines[i - 1]!r}"
+            assert set(lines[i + 1].replace("|", "")) <= {"-"}, "header row, then the delimiter row"
+    text = "\n".join(lines)
+    assert text.count("<details>") == text.count("</details>") and text.count("```") % 2 == 0

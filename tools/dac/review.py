@@ -473,7 +473,17 @@ def render_markdown(r: dict) -> str:
     if omitted:
         text += (f"\n\n_Truncated: {omitted} more diff section(s) do not fit a GitHub comment; run "
                  f"`dac review --base {r['base']['ref']}` locally for the whole report._")
-    return text + "\n"
+    return _blank_line_before_tables(text) + "\n"
+
+
+def _blank_line_before_tables(text: str) -> str:
+    """GitHub Markdown only starts a table after a blank line (or a heading)."""
+    out: list[str] = []
+    for line in text.split("\n"):
+        if line.startswith("| ") and out and out[-1].strip() and not out[-1].startswith(("|", "#")):
+            out.append("")
+        out.append(line)
+    return "\n".join(out)
 
 
 def render_json(r: dict) -> str:

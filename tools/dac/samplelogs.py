@@ -76,13 +76,21 @@ def decode_proctitle(value: str) -> str:
     return value
 
 
-def read_auditd(path: Path, rel: str, host: str) -> SampleLog:
+def _lines(path: Path):
+    """(line number, line) without holding the whole file in memory."""
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            yield number, line.rstrip("\r\n")
+
+
+def read_auditd(path: Path, rel: str, host: str, splunk: bool = True) -> SampleLog:
     """Records become Splunk events (one per record, key=value extracted with quotes removed,
     as Splunk's automatic extraction does); records sharing a serial become one assembled row,
-    the same assembly the Splunk auditd pipeline performs with stats."""
+    the same assembly the Splunk auditd pipeline performs with stats. splunk=False skips the
+    per-record events (for callers that only need the rows: they are most of the memory)."""
     log = SampleLog(rel, "auditd")
     assembled: dict[str, dict] = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in _lines(path):
         if not line.strip():
             continue
         match = AUDIT_RE.match(line)
@@ -93,9 +101,9 @@ def read_auditd(path: Path, rel: str, host: str) -> SampleLog:
         if match["type"] in ("SYSCALL", "PATH", "PROCTITLE") and not fields:
             log.problems.append(LogProblem(rel, number, f"truncated {match['type']} record"))
             continue
-        event = {"_raw": line, "_time": float(match["epoch"]), "host": host, "index": "linux",
-                 "sourcetype": "linux_audit", "type": match["type"], **fields}
-        log.splunk_events.append(event)
+        if splunk:
+            log.splunk_events.append({"_raw": line, "_time": float(match["epoch"]), "host": host, "index": "linux",
+                                      "sourcetype": "linux_audit", "type": match["type"], **fields})
         row = assembled.setdefault(match["serial"], {"dac_key": match["serial"], "host": host,
                                                      "_time": float(match["epoch"]), "dac_line": number})
         if match["type"] == "SYSCALL":

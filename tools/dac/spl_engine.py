@@ -619,14 +619,28 @@ def _set(event: Event, field: str, value: Value) -> None:
         event[field] = value
 
 
+def _per_event(kind: str, fn: Callable[[Event], object]) -> Command:
+    """A command that looks at one event at a time: a filter (keeps the event when fn is true)
+    or an update (fn changes the event). The session runs runs of these in one pass."""
+    if kind == "filter":
+        def run(events):
+            return [e for e in events if fn(e)]
+    else:
+        def run(events):
+            for e in events:
+                fn(e)
+            return events
+    run.per_event = (kind, fn)
+    return run
+
+
 def _cmd_search(args: str, ctx) -> Command:
-    pred = compile_search(args, ctx.now)
-    return lambda events: [e for e in events if pred(e)]
+    return _per_event("filter", compile_search(args, ctx.now))
 
 
 def _cmd_where(args: str, ctx) -> Command:
     expr = compile_eval(args)
-    return lambda events: [e for e in events if expr(e) is True]
+    return _per_event("filter", lambda e: expr(e) is True)
 
 
 def _cmd_eval(args: str, ctx) -> Command:
@@ -637,12 +651,10 @@ def _cmd_eval(args: str, ctx) -> Command:
             raise SplUnsupported(f"eval assignment {part.strip()!r} is not field=expression")
         assignments.append((m[1].strip("'"), compile_eval(m[2])))
 
-    def run(events):
-        for e in events:
-            for field, expr in assignments:
-                _set(e, field, expr(e))
-        return events
-    return run
+    def apply(e):
+        for field, expr in assignments:
+            _set(e, field, expr(e))
+    return _per_event("update", apply)
 
 
 def _cmd_rex(args: str, ctx) -> Command:
@@ -656,18 +668,17 @@ def _cmd_rex(args: str, ctx) -> Command:
     regex = _regex(_unquote(rest))
     names = list(regex.groupindex)
 
-    def run(events):
-        for e in events:
-            value = e.get(field)
-            if value is None:
-                continue
-            m = regex.search(_text(_first(value)))
-            if m:
-                for name in names:
-                    if m.group(name) is not None:
-                        e[name] = m.group(name)
-        return events
-    return run
+    def apply(e):
+        value = e.get(field)
+        if value is None:
+            return
+        m = regex.search(value if type(value) is str else _text(_first(value)))
+        if m:
+            for name in names:
+                found = m.group(name)
+                if found is not None:
+                    e[name] = found
+    return _per_event("update", apply)
 
 
 def _cmd_regex(args: str, ctx) -> Command:
@@ -676,8 +687,7 @@ def _cmd_regex(args: str, ctx) -> Command:
         raise SplUnsupported(f"regex {args.strip()!r}: only `regex [field=|!=]\"regex\"` is evaluated")
     field, op, regex = m[1] or "_raw", m[2] or "=", _regex(_unquote(m[3]))
     keep = op == "="
-    return lambda events: [e for e in events
-                           if any(regex.search(_text(v)) for v in _values(e.get(field))) == keep]
+    return _per_event("filter", lambda e: any(regex.search(_text(v)) for v in _values(e.get(field))) == keep)
 
 
 def _parse_aggregations(spec: str, command: str) -> tuple[list[tuple[str, str | None, str]], list[str]]:
@@ -740,11 +750,13 @@ def _field_values(e: Event, field: str | None) -> list:
 
 def _cmd_stats(args: str, ctx) -> Command:
     aggs, by = _parse_aggregations(args, "stats")
-    fields = [field for _, field, _ in aggs]
+    needed = sorted({field for _, field, _ in aggs if field})
+    position = {f: i for i, f in enumerate(needed)}
 
     def run(events):
-        # events per group first (one append per event), aggregates per group afterwards
-        groups: dict[tuple, list[Event]] = {}
+        # per group, the needed values of each event (one list per event); aggregates afterwards.
+        # Keeping values, not events, lets a streamed input be freed as it goes.
+        groups: dict[tuple, list[list]] = {}
         for e in events:
             try:
                 key = tuple(e[f] for f in by)
@@ -752,11 +764,12 @@ def _cmd_stats(args: str, ctx) -> Command:
                 continue                # Splunk drops events that miss a by-field
             if any(type(v) is list for v in key):
                 raise SplUnsupported(f"stats by a multivalue field ({', '.join(by)}) is outside the evaluated subset")
+            values = [e.get(f) for f in needed]
             members = groups.get(key)
             if members is None:
-                groups[key] = [e]
+                groups[key] = [values]
             else:
-                members.append(e)
+                members.append(values)
         rows = []
         for key in sorted(groups, key=lambda k: tuple(_sort_key(v) for v in k)):
             row = dict(zip(by, key))
@@ -765,8 +778,8 @@ def _cmd_stats(args: str, ctx) -> Command:
                 if field is None:
                     slot = [1] * len(members)
                 else:
-                    slot = []
-                    for v in [m[field] for m in members if field in m]:
+                    slot, i = [], position[field]
+                    for v in [m[i] for m in members if m[i] is not None]:
                         slot.extend(v) if type(v) is list else slot.append(v)
                 _set(row, alias, _AGGREGATES[func](slot))
             rows.append(row)
@@ -905,7 +918,9 @@ class SplSession:
     Searches generated for one log source share a long prefix (base search, record assembly by
     stats, proctitle decoding). The session keeps the result of each prefix that ends in `stats`
     and starts later searches with the same prefix from a copy of it: the answer is the same,
-    the work is done once. The caller's events are never modified."""
+    the work is done once. Runs of per-event commands (search, where, eval, rex, regex) are done
+    in one pass, and a stats right after them consumes that pass as a stream, so the events in
+    between are never all held at once. The caller's events are never modified."""
 
     def __init__(self, events: Iterable[Event], now: datetime | float | None = None):
         if isinstance(now, datetime):
@@ -950,17 +965,53 @@ class SplSession:
 
         def run() -> list[Event]:
             start = next((i + 1 for i in reversed(range(len(steps))) if keys[i] in self._cache), 0)
-            if start:
-                events = [dict(e) for e in self._cache[keys[start - 1]]]
-            else:
-                events = [dict(e) for e in self.events if base(e)]
-            for i in range(start, len(steps)):
+            # events come from the index (filtered by the base search) or a cached prefix; they
+            # are copied lazily, the first time a step changes them
+            events: Iterable[Event] = self._cache[keys[start - 1]] if start else self.events
+            first_filter = None if start else base
+            owned = False
+            i = start
+            while i < len(steps) or not owned:
+                ops = []
+                while i < len(steps) and hasattr(steps[i][1], "per_event"):
+                    ops.append(steps[i][1].per_event)
+                    i += 1
+                    if i - 1 in cache_at:
+                        break
+                if ops or not owned:
+                    events = _stream(events, first_filter, ops, owned)
+                    first_filter, owned = None, True
+                    if not (i < len(steps) and steps[i][0] == "stats" and i - 1 not in cache_at):
+                        events = list(events)       # only stats consumes a stream directly
+                    if ops and i - 1 in cache_at:
+                        self._cache[keys[i - 1]] = [dict(e) for e in events]
+                    continue
                 name, step = steps[i]
                 events = step(events)
                 if i in cache_at:
                     self._cache[keys[i]] = [dict(e) for e in events]
-            return events
+                i += 1
+            return events if isinstance(events, list) else list(events)
         return run
+
+
+def _stream(source: Iterable[Event], base, ops: list, owned: bool) -> Iterable[Event]:
+    """One pass of per-event filters and updates; an event not yet owned is copied before its
+    first update (or on the way out), so the index and the cache are never changed."""
+    for e in source:
+        if base is not None and not base(e):
+            continue
+        mine = owned
+        for kind, fn in ops:
+            if kind == "filter":
+                if not fn(e):
+                    break
+            else:
+                if not mine:
+                    e, mine = dict(e), True
+                fn(e)
+        else:
+            yield e if mine else dict(e)
 
 
 def run_spl(text: str, events: Iterable[Event], now: datetime | float | None = None) -> list[Event]:
