@@ -206,3 +206,17 @@ def test_a_wrong_token_is_a_clear_failure(repo, splunk, capsys, monkeypatch):
     code = run_dac("deploy", "splunk")
     text = "".join(capsys.readouterr())
     assert code == 1 and "HTTP 401: call not properly authenticated" in text
+
+
+def test_an_object_deleted_between_plan_and_apply_is_reported_not_retried(repo, splunk, capsys, waits):
+    assert deploy(capsys, "--apply")[0] == 0
+    rule = repo.rules / "linux/process_creation" / "proc_creation_lnx_lazagne_memory.yml"
+    rule.write_text(rule.read_text().replace("level: high", "level: medium"))
+    assert run_dac("convert") == 0
+    capsys.readouterr()
+    gone = next(n for n in managed(splunk) if n.startswith("dac-242d39f0") and n.endswith("splunk_auditd"))
+    splunk.fail("POST", gone, (404, None))
+    code, text = deploy(capsys, "--apply")
+    assert code == 1 and f"FAILED {gone}: update failed: HTTP 404" in text
+    assert waits == [], "a 404 is not retried"
+    assert "0 created, 1 updated, 0 deleted; 1 failed (not changed)" in text
