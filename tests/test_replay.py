@@ -160,3 +160,14 @@ def test_a_rule_without_a_labelled_true_positive_fails(sandbox, capsys):
     assert run_dac("test") == 1
     err = capsys.readouterr().err
     assert "rule TraceeProcMemAccess on splunk_tracee: no labelled true positive in testdata/ (tracee format)" in err
+
+
+def test_events_mode_on_defender_rows_needs_the_table(capsys):
+    rows = label_file(REPO, "mde", "DeviceProcessEvents").with_suffix("").with_suffix("")
+    with pytest.raises(SystemExit) as exit_info:
+        run_dac("test", "--events", str(rows), "--format", "mde")
+    assert exit_info.value.code == 2 and "--format mde needs --table" in capsys.readouterr().err
+    assert run_dac("test", "--events", str(rows), "--format", "mde", "--table", "DeviceProcessEvents") == 0
+    hits = [l.split("\t") for l in capsys.readouterr().out.splitlines()]
+    assert {h[0] for h in hits} >= {"MimiPenguin", "LaZagne", "ProcMemManualDump"}
+    assert all(h[3] == "sigma,kql" for h in hits)

@@ -253,6 +253,8 @@ def main(argv: list[str] | None = None) -> int:
                    "review": cmd_review}[args.verb]
         if args.verb == "test" and args.events and not args.format:
             parser.error("--events needs --format")
+        if args.verb == "test" and args.events and args.format == "mde" and args.table not in ("DeviceFileEvents", "DeviceProcessEvents"):
+            parser.error("--format mde needs --table DeviceFileEvents or --table DeviceProcessEvents")
         return handler(layout, args)
     except DacError as e:
         for problem in e.problems:
