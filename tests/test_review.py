@@ -146,3 +146,22 @@ def test_markdown_tables_start_a_block_and_details_close(history, capsys):
             assert set(lines[i + 1].replace("|", "")) <= {"-"}, "header row, then the delimiter row"
     text = "\n".join(lines)
     assert text.count("<details>") == text.count("</details>") and text.count("```") % 2 == 0
+
+
+def test_a_base_that_cannot_generate_everything_is_compared_fairly(sandbox, capsys):
+    """A base older than an input of the generator (here: the ATT&CK list) still compiles and
+    replays; the report notes it and does not call every hit 'new'."""
+    attack = sandbox.root / "sigma" / "attack"
+    saved = {p.name: p.read_bytes() for p in attack.iterdir()}
+    shutil.rmtree(attack)
+    (sandbox.root / ".gitignore").write_text("tools/\n")
+    git(sandbox.root, "init", "-q", "-b", "main")
+    git(sandbox.root, "add", "-A")
+    git(sandbox.root, "commit", "-q", "-m", "base without the ATT&CK list")
+    attack.mkdir()
+    for name, data in saved.items():
+        (attack / name).write_bytes(data)
+    code, r = review_json(capsys)
+    assert r["verdict_changes"] == [] and r["replayed"]
+    assert any("enterprise-techniques.json" in p and "/tmp" not in p for p in r["base"]["problems"])
+    assert code == 0, r["blockers"]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from .artifacts import artifact_path, build_artifacts, stale_report
+from .artifacts import build_artifacts, existing_artifacts, stale_report
 from .convert import Query, compile_rules
 from .problems import DacError, Problem
 from .repo import Layout
@@ -74,16 +74,28 @@ def extract_ref(root: Path, ref: str, into: Path) -> str:
 # --------------------------------------------------------------------------- one side
 
 def _load_side(label: str, layout: Layout, replay: bool) -> Side:
+    side = _load_side_raw(label, layout, replay)
+    # the base lives in a temporary folder: its path must not reach the (deterministic) report
+    side.problems = [p.replace(str(layout.root) + "/", "") for p in side.problems]
+    return side
+
+
+def _load_side_raw(label: str, layout: Layout, replay: bool) -> Side:
     from .replay import run_labelled
     side = Side(label, layout)
     try:
         side.ruleset = load_rules(layout)
         targets, side.config = load_targets(layout)
         side.queries = compile_rules(side.ruleset, targets)
-        side.files = build_artifacts(side.queries, side.config, layout)
     except DacError as e:
         side.problems = [str(p) for p in e.problems]
         return side
+    try:
+        side.files = build_artifacts(side.queries, side.config, layout)
+    except DacError as e:
+        # e.g. a base older than some generated file's inputs: compare with what it checked in
+        side.problems = [str(p) for p in e.problems]
+        side.files = existing_artifacts(layout)
     side.labels = _labels(layout)
     if replay and (layout.root / "testdata").is_dir():
         try:
@@ -198,6 +210,8 @@ def _expected(report) -> dict[tuple, set]:
 def verdict_changes(base: Side, head: Side) -> list[dict]:
     """Every event whose verdict changed, classified against the head's labels; new false
     positives and lost true positives first."""
+    if base.replay is None or head.replay is None:
+        return []               # the report says which side could not be replayed
     before, after = _hits(base.replay), _hits(head.replay)
     # the head's labels decide; a removed rule has none there, so its base labels do
     expected = {**_expected(base.replay), **_expected(head.replay)}
@@ -340,6 +354,8 @@ def review(root: Path, base_ref: str, replay: bool = True) -> dict:
             "scores": score_table(base, head),
             "label_changes": label_changes(base, head),
             "deploy_plan": deploy_changes(base, head),
+            "replayed_base": base.replay is not None,
+            "replayed": base.replay is not None and head.replay is not None,
         }
     result["head"] = {"problems": head.problems,
                       "stale": [s.splitlines()[0] for s in stale_report(head.files, head.layout)] if head.files else [],
@@ -410,7 +426,14 @@ def render_markdown(r: dict) -> str:
         body += ["| | rule | target | log | event | engines |", "|---|---|---|---|---|---|"]
         body += [f"| {c['kind']} | {_cell(c['rule'])} | {c['target']} | `{c['log']}` | `{c['event']}` | {', '.join(c['engines'])} |"
                  for c in other]
-    if not r["verdict_changes"]:
+    if r["base"]["problems"]:
+        body.append("Notes on the base (" + r["base"]["commit"][:12] + "):\n")
+        body += [f"- {_cell(p)}" for p in r["base"]["problems"][:20]]
+        body.append("")
+    if not r["replayed"]:
+        body.append("Verdicts were not compared: " + ("the base" if not r["replayed_base"] else "this change")
+                    + " could not be replayed (see the problems above and below).")
+    elif not r["verdict_changes"]:
         body.append("No event's verdict changed.")
     changed_scores = [s for s in r["scores"] if s["before"] != s["after"]]
     rows = changed_scores or r["scores"]
