@@ -744,10 +744,6 @@ _AGGREGATES: dict[str, Callable[[list], Value]] = {
 }
 
 
-def _field_values(e: Event, field: str | None) -> list:
-    return [1] if field is None else _values(e.get(field))
-
-
 def _cmd_stats(args: str, ctx) -> Command:
     aggs, by = _parse_aggregations(args, "stats")
     needed = sorted({field for _, field, _ in aggs if field})
