@@ -9,11 +9,10 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
-import os
-import tempfile
 from importlib import metadata
 from pathlib import Path
 
+from .atomic import write_text_atomic
 from .compose import hunting_specs, kql_hunting, spl_hunting
 from .coverage import build_coverage_files
 from .sentinel_analytics import ANALYTICS_DIR, ARM_DIR, build_sentinel_files
@@ -100,21 +99,8 @@ def stale_report(desired: dict[str, str], layout: Layout) -> list[str]:
     return report
 
 
-def write_text_atomic(target: Path, content: str) -> None:
-    """Temp file in the same folder + rename: a reader never sees half a file."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(content)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_artifacts(desired: dict[str, str], layout: Layout) -> tuple[int, int]:
-    """Write changed files atomically (temp file + rename), delete stale ones. Returns (written, deleted)."""
+    """Write changed files atomically, delete stale ones. Returns (written, deleted)."""
     on_disk = existing_artifacts(layout)
     roots = generated_roots(layout)
     written = 0

@@ -193,7 +193,7 @@ def cmd_review(layout: Layout, args) -> int:
         return 2
     text = render_json(result) if args.json else render_markdown(result)
     if args.out:
-        from .artifacts import write_text_atomic
+        from .atomic import write_text_atomic
         write_text_atomic(Path(args.out), text)
         print(f"review written to {args.out}: {result['verdict']}")
     else:

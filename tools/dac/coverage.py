@@ -23,14 +23,13 @@ engine disagreement or untestable query.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
+from .atomic import write_text_atomic
 from .convert import Query
 from .problems import DacError, Problem
 from .repo import Layout
@@ -536,15 +535,7 @@ def write_coverage(files: dict[str, str], layout: Layout) -> int:
         target = layout.root / path
         if target.is_file() and target.read_text(encoding="utf-8") == content:
             continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-                handle.write(content)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_text_atomic(target, content)
         written += 1
     return written
 

@@ -23,13 +23,13 @@ import json
 import os
 import re
 import tarfile
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
 import yaml
 
+from .atomic import write_bytes_atomic
 from .compose import HuntingSpec, hunting_specs, spl_hunting
 from .convert import Query
 from .problems import DacError, Problem
@@ -791,14 +791,8 @@ def package_app(app_dir: Path, out_dir: Path) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / f"{app_id}-{version}.tgz"
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as raw:
-            with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=mtime, compresslevel=9) as gz:
-                gz.write(buffer.getvalue())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    compressed = io.BytesIO()
+    with gzip.GzipFile(filename="", mode="wb", fileobj=compressed, mtime=mtime, compresslevel=9) as gz:
+        gz.write(buffer.getvalue())
+    write_bytes_atomic(target, compressed.getvalue(), mode=0o644)
     return target
