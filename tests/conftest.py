@@ -39,3 +39,28 @@ def run_dac(*args: str) -> int:
 
 def snapshot(folder: Path) -> dict[str, bytes]:
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="session")
+def tls(tmp_path_factory):
+    """A throw-away CA and a 127.0.0.1 server certificate for the SIEM stand-ins."""
+    from siem_fakes import make_tls
+    return make_tls(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture
+def waits(monkeypatch):
+    """The waits a retry would sleep, recorded instead of slept."""
+    recorded: list[float] = []
+    monkeypatch.setattr("time.sleep", recorded.append)
+    return recorded
+
+
+def run_deploy(capsys, siem: str, secrets: tuple[str, ...], *args: str) -> tuple[int, str]:
+    """`dac deploy <siem> …`: exit code and everything printed, checked to contain no secret."""
+    code = run_dac("deploy", siem, *args)
+    out = capsys.readouterr()
+    text = out.out + out.err
+    for secret in secrets:
+        assert secret not in text, "a secret must never be printed"
+    return code, text

@@ -5,15 +5,14 @@ input. The Azure credential is a stand-in too: no Azure is involved."""
 from __future__ import annotations
 
 import re
-import textwrap
 from types import SimpleNamespace
 
 import pytest
 
 import dac.deploy as deploy_module
 import dac.deploy_sentinel as deploy_sentinel
-from conftest import run_dac
-from siem_fakes import FakeArm, make_tls
+from conftest import run_dac, run_deploy
+from siem_fakes import FakeArm
 
 TOKEN = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.arm-test-token.signature"
 WORKSPACES = [("11111111-1111-1111-1111-111111111111", "rg-a", "law-a"),
@@ -30,11 +29,6 @@ class FakeCredential:
         if self.fail:
             raise ClientAuthenticationError("DefaultAzureCredential failed to retrieve a token from the included credentials.")
         return SimpleNamespace(token=TOKEN, expires_on=2**31)
-
-
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory):
-    return make_tls(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture
@@ -62,19 +56,8 @@ def repo(sandbox, arm, tls, credential):
     return sandbox
 
 
-@pytest.fixture
-def waits(monkeypatch):
-    recorded: list[float] = []
-    monkeypatch.setattr("time.sleep", recorded.append)
-    return recorded
-
-
 def deploy(capsys, *args: str) -> tuple[int, str]:
-    code = run_dac("deploy", "sentinel", *args)
-    out = capsys.readouterr()
-    text = out.out + out.err
-    assert TOKEN not in text and "arm-test-token" not in text, "the token must never be printed"
-    return code, text
+    return run_deploy(capsys, "sentinel", (TOKEN, "arm-test-token"), *args)
 
 
 def rules_in(arm: FakeArm, workspace: str) -> dict[str, dict]:

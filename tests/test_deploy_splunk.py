@@ -8,16 +8,11 @@ import textwrap
 
 import pytest
 
-from conftest import run_dac
-from siem_fakes import FakeSplunk, make_tls
+from conftest import run_dac, run_deploy
+from siem_fakes import FakeSplunk
 
 TOKEN = "eyJraWQiOiJzcGx1bmsuc2VjcmV0IiwiYWxnIjoiSFM1MTIifQ.dac-test-token"
 APP = "dac_detections"
-
-
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory):
-    return make_tls(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture
@@ -38,19 +33,8 @@ def repo(sandbox, splunk, tls, monkeypatch):
     return sandbox
 
 
-@pytest.fixture
-def waits(monkeypatch):
-    recorded: list[float] = []
-    monkeypatch.setattr("time.sleep", recorded.append)
-    return recorded
-
-
 def deploy(capsys, *args: str) -> tuple[int, str]:
-    code = run_dac("deploy", "splunk", *args)
-    out = capsys.readouterr()
-    text = out.out + out.err
-    assert TOKEN not in text and TOKEN[:20] not in text, "the token must never be printed"
-    return code, text
+    return run_deploy(capsys, "splunk", (TOKEN, TOKEN[:20]), *args)
 
 
 def managed(splunk: FakeSplunk) -> dict[str, dict]:
