@@ -144,6 +144,17 @@ _TIME_UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w":
 _RELATIVE = re.compile(r"([-+])(\d+)(s|sec|m|min|h|d|w)$")
 
 
+def _scan(token: re.Pattern, text: str, what: str) -> Iterable[re.Match]:
+    """Successive matches of `token` from the start of `text` to its end (trailing space ignored)."""
+    pos = 0
+    while pos < len(text) and text[pos:].strip():
+        m = token.match(text, pos)
+        if m is None:
+            raise SplUnsupported(f"cannot read {what} at {text[pos:pos + 30]!r}")
+        yield m
+        pos = m.end()
+
+
 class _SearchParser:
     def __init__(self, text: str, now: float):
         self.tokens = self._lex(text)
@@ -154,13 +165,8 @@ class _SearchParser:
 
     @staticmethod
     def _lex(text: str) -> list[tuple[str, object]]:
-        tokens, pos = [], 0
-        while pos < len(text):
-            if not text[pos:].strip():
-                break
-            m = _SEARCH_TOKEN.match(text, pos)
-            if m is None:
-                raise SplUnsupported(f"cannot read search terms at {text[pos:pos + 30]!r}")
+        tokens = []
+        for m in _scan(_SEARCH_TOKEN, text, "search terms"):
             if m["in"]:
                 items = [_unquote(t.strip()) for t in _split_top(m["list"], ",") if t.strip()]
                 tokens.append(("in", (m["in"], items)))
@@ -172,7 +178,6 @@ class _SearchParser:
                 tokens.append(("paren", m["paren"]))
             else:
                 raise SplUnsupported(f"bare search term {m['other']!r} (only field=value, IN, NOT/OR/AND are evaluated)")
-            pos = m.end()
         return tokens
 
     def _peek(self):
@@ -366,10 +371,6 @@ def _replace_template(template: str):
     return lambda m: "".join(p if i % 2 == 0 else (m.group(int(p)) or "") for i, p in enumerate(parts))
 
 
-def _fn_if(c, a, b):
-    return a if c is True else b
-
-
 def _fn_match(s, pattern):
     if s is None or pattern is None:
         return None
@@ -426,8 +427,6 @@ def _fn_tonumber(s, base=None):
 
 
 _FUNCTIONS: dict[str, Callable] = {
-    "if": _fn_if,
-    "case": lambda *pairs: None,        # evaluated lazily in _call
     "coalesce": lambda *a: next((v for v in a if v is not None), None),
     "null": lambda: None,
     "true": lambda: True,
@@ -450,6 +449,9 @@ _FUNCTIONS: dict[str, Callable] = {
 }
 
 
+_LAZY_FUNCTIONS = {"if", "case"}     # evaluate only the branch taken: built in _EvalParser._call
+
+
 class _EvalParser:
     """Pratt parser turning an eval expression into a closure over the event."""
 
@@ -460,17 +462,7 @@ class _EvalParser:
 
     @staticmethod
     def _lex(text: str) -> list[tuple[str, str]]:
-        tokens, pos = [], 0
-        while pos < len(text):
-            if not text[pos:].strip():
-                break
-            m = _EVAL_TOKEN.match(text, pos)
-            if m is None:
-                raise SplUnsupported(f"cannot read eval expression at {text[pos:pos + 30]!r}")
-            kind = m.lastgroup
-            tokens.append((kind, m.group(kind)))
-            pos = m.end()
-        return tokens
+        return [(m.lastgroup, m.group(m.lastgroup)) for m in _scan(_EVAL_TOKEN, text, "eval expression")]
 
     def _peek(self):
         return self.tokens[self.pos] if self.pos < len(self.tokens) else (None, None)
@@ -571,7 +563,7 @@ class _EvalParser:
         raise SplUnsupported(f"eval expression {self.text!r}: unexpected {val!r}")
 
     def _call(self, name: str):
-        if name not in _FUNCTIONS:
+        if name not in _FUNCTIONS and name not in _LAZY_FUNCTIONS:
             raise SplUnsupported(f"eval function {name}() is outside the evaluated subset")
         self._take("op", "(")
         args = []
