@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import ssl
 from pathlib import Path
 from typing import Callable
@@ -69,9 +68,7 @@ class SplunkClient:
             return json.loads(body) if body else {}
         try:
             return with_retries(once, self.policy, self.sleep)
-        except (ConnectionError, socket.gaierror, socket.timeout, ssl.SSLError, OSError) as e:
-            if isinstance(e, HttpFailure):
-                raise
+        except OSError as e:        # refused, unresolvable, timed out, TLS verification failed
             raise DeployError(f"cannot reach Splunk at {self.url}: {e}") from None
 
     def list_live(self, is_owned: Callable[[str], bool]) -> list[LiveObject]:
