@@ -160,6 +160,9 @@ def test_bad_input_stops_before_anything_is_contacted(repo, splunk, capsys, monk
     config.write_text("host: [unclosed\n")
     code, text = deploy(capsys)
     assert code == 1 and "splunk/deploy.yml:" in text and "malformed YAML" in text
+    config.write_text("port: 8089\n")
+    code, text = deploy(capsys)
+    assert code == 1 and "splunk/deploy.yml: missing required setting `host`" in text
     config.unlink()
     code, text = deploy(capsys)
     assert code == 1 and "splunk/deploy.yml: deployment config not found" in text

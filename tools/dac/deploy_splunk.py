@@ -101,7 +101,8 @@ def _splunk_message(error) -> str:
 
 def load_splunk_config(root: Path, rel: str, app_id: str, overrides: dict) -> dict:
     from .deploy_config import load_config
-    config = load_config(root / rel, rel, REQUIRED if "host" not in overrides else {}, {**REQUIRED, **OPTIONAL})
+    # --host (a non-empty override) stands in for the file's host; the CLI always passes the key
+    config = load_config(root / rel, rel, {} if overrides.get("host") else REQUIRED, {**REQUIRED, **OPTIONAL})
     config = {**config, **{k: v for k, v in overrides.items() if v is not None}}
     config.setdefault("app", app_id)
     if config.get("scheme", "https") not in ("https", "http"):
