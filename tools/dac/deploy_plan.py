@@ -47,6 +47,7 @@ class Change:
     live: LiveObject | None = None
     drift: bool = False
     diff: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)      # the attributes an update changes
 
 
 Normalize = Callable[[object], str]
@@ -98,11 +99,9 @@ def make_plan(desired: list[DesiredObject], live: list[LiveObject], normalize: N
         recorded = _recorded_hash(have, want.description_key)
         live_managed = {k: have.attributes.get(k) for k in want.attributes}
         drift = recorded is not None and content_hash(live_managed, want.description_key, normalize) != recorded
-        diff = []
-        for k in sorted(want.attributes):
-            if normalize(have.attributes.get(k)) != normalize(want.attributes[k]):
-                diff += _diff(k, have.attributes.get(k), want.attributes[k], normalize)
-        changes.append(Change("update" if diff else "unchanged", want.key, want.label, want, have, drift, diff))
+        changed = [k for k in sorted(want.attributes) if normalize(have.attributes.get(k)) != normalize(want.attributes[k])]
+        diff = [line for k in changed for line in _diff(k, have.attributes.get(k), want.attributes[k], normalize)]
+        changes.append(Change("update" if changed else "unchanged", want.key, want.label, want, have, drift, diff, changed))
     wanted = {d.key for d in desired}
     for have in sorted(live, key=lambda o: o.key):
         if have.owned and have.key not in wanted:

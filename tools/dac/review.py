@@ -276,9 +276,7 @@ def deploy_changes(base: Side, head: Side) -> list[dict]:
         for change in make_plan(desired[head.label] or [], live, normalize, prune=True):
             if change.action != "unchanged":
                 out.append({"siem": siem, "action": change.action, "object": change.key, "label": change.label,
-                            "changed": sorted({line.split(":", 1)[0][2:] for line in change.diff
-                                               if line[:2] in ("- ", "+ ")} | ({"search/query"} if any(
-                                line.startswith("@@") for line in change.diff) else set()))})
+                            "changed": change.changed})
     return out
 
 
