@@ -29,13 +29,19 @@ from .rules import load_rules
 from .targets import load_targets
 
 
-def _compile(layout: Layout):
+def _queries(layout: Layout):
+    """Rules (ATT&CK tags checked), every compiled query, and the targets config."""
     ruleset = load_rules(layout)
     problems = check_attack_tags(ruleset, load_techniques(layout))   # every rule, correlation base rules too
     if problems:
         raise DacError(problems)
     targets, config = load_targets(layout)
-    queries = compile_rules(ruleset, targets)
+    return ruleset, compile_rules(ruleset, targets), config
+
+
+def _compile(layout: Layout):
+    """The above, and every generated file's content."""
+    ruleset, queries, config = _queries(layout)
     return ruleset, queries, build_artifacts(queries, config, layout)
 
 
@@ -101,10 +107,10 @@ def cmd_build(layout: Layout, args) -> int:
 def cmd_test(layout: Layout, args) -> int:
     import json
     from .replay import run_labelled, summary_table
-    ruleset, queries, _ = _compile(layout)
+    ruleset, queries, config = _queries(layout)
     if args.events:
         return _test_events(layout, ruleset, queries, args)
-    report = run_labelled(layout, ruleset, queries, set(args.rule or []), set(args.target or []), load_targets(layout)[1])
+    report = run_labelled(layout, ruleset, queries, set(args.rule or []), set(args.target or []), config)
     if args.json:
         print(json.dumps({
             "verdicts": [{"rule": v.rule, "rule_id": v.rule_id, "target": v.target, "log": v.log,
@@ -149,8 +155,8 @@ def _test_events(layout: Layout, ruleset, queries, args) -> int:
 
 def cmd_coverage(layout: Layout, args) -> int:
     from .coverage import coverage_command
-    ruleset, queries, _ = _compile(layout)
-    return coverage_command(layout, ruleset, queries, load_targets(layout)[1], replay=not args.no_replay,
+    ruleset, queries, config = _queries(layout)
+    return coverage_command(layout, ruleset, queries, config, replay=not args.no_replay,
                             check=args.check, out=print, err=lambda line: print(line, file=sys.stderr))
 
 
@@ -162,8 +168,7 @@ def cmd_lint(layout: Layout, args) -> int:
 def cmd_package(layout: Layout, args) -> int:
     from pathlib import Path
     from .splunk_app import package_splunk
-    targets, config = load_targets(layout)
-    queries = compile_rules(load_rules(layout), targets)
+    _, queries, config = _queries(layout)
     out = Path(args.out) if args.out else layout.root / "dist"
     path = package_splunk(layout, queries, config, out)
     print(f"packaged: {path}")
