@@ -49,7 +49,7 @@ def _iso_to_epoch(value: str) -> float:
 
 def read_mde(path: Path, rel: str) -> SampleLog:
     log = SampleLog(rel, "mde")
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in _lines(path):
         if not line.strip():
             continue
         try:
@@ -139,7 +139,7 @@ def auditd_categories(row: dict) -> set[str]:
 
 def read_sysmon(path: Path, rel: str) -> SampleLog:
     log = SampleLog(rel, "sysmon")
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in _lines(path):
         if not line.strip():
             continue
         try:
@@ -165,7 +165,7 @@ def read_sysmon(path: Path, rel: str) -> SampleLog:
 
 def read_tracee(path: Path, rel: str) -> SampleLog:
     log = SampleLog(rel, "tracee")
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in _lines(path):
         if not line.strip():
             continue
         try:
