@@ -17,10 +17,25 @@ from .compose import hunting_specs, kql_hunting, spl_hunting
 from .coverage import build_coverage_files
 from .sentinel_analytics import ANALYTICS_DIR, ARM_DIR, build_sentinel_files
 from .splunk_app import build_app_files, generated_app_dirs
-from .convert import Query
+from .convert import Query, compile_rules
+from .coverage import check_attack_tags, load_techniques
+from .problems import DacError
 from .repo import Layout
+from .rules import RuleSet, load_rules
+from .targets import load_targets
 
 VERSIONED_PACKAGES = ("pySigma", "pySigma-backend-kusto", "pysigma-backend-splunk")
+
+
+def compile_repository(layout: Layout) -> tuple[RuleSet, list[Query], dict]:
+    """Rules (ATT&CK tags checked), every compiled query, and the targets config: what every
+    command that works from the rules starts with."""
+    ruleset = load_rules(layout)
+    problems = check_attack_tags(ruleset, load_techniques(layout))   # every rule, correlation base rules too
+    if problems:
+        raise DacError(problems)
+    targets, config = load_targets(layout)
+    return ruleset, compile_rules(ruleset, targets), config
 
 
 def artifact_path(query: Query) -> str:

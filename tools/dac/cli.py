@@ -20,28 +20,14 @@ from pathlib import Path
 import time
 from collections import Counter
 
-from .artifacts import build_artifacts, existing_artifacts, stale_report, write_artifacts
-from .convert import compile_rules
-from .coverage import check_attack_tags, load_techniques
+from .artifacts import build_artifacts, compile_repository, existing_artifacts, stale_report, write_artifacts
 from .problems import DacError
 from .repo import Layout, find_root
-from .rules import load_rules
-from .targets import load_targets
-
-
-def _queries(layout: Layout):
-    """Rules (ATT&CK tags checked), every compiled query, and the targets config."""
-    ruleset = load_rules(layout)
-    problems = check_attack_tags(ruleset, load_techniques(layout))   # every rule, correlation base rules too
-    if problems:
-        raise DacError(problems)
-    targets, config = load_targets(layout)
-    return ruleset, compile_rules(ruleset, targets), config
 
 
 def _compile(layout: Layout):
-    """The above, and every generated file's content."""
-    ruleset, queries, config = _queries(layout)
+    """Rules, queries, and every generated file's content."""
+    ruleset, queries, config = compile_repository(layout)
     return ruleset, queries, build_artifacts(queries, config, layout)
 
 
@@ -107,7 +93,7 @@ def cmd_build(layout: Layout, args) -> int:
 def cmd_test(layout: Layout, args) -> int:
     import json
     from .replay import run_labelled, summary_table
-    ruleset, queries, config = _queries(layout)
+    ruleset, queries, config = compile_repository(layout)
     if args.events:
         return _test_events(layout, ruleset, queries, args)
     report = run_labelled(layout, ruleset, queries, set(args.rule or []), set(args.target or []), config)
@@ -155,7 +141,7 @@ def _test_events(layout: Layout, ruleset, queries, args) -> int:
 
 def cmd_coverage(layout: Layout, args) -> int:
     from .coverage import coverage_command
-    ruleset, queries, config = _queries(layout)
+    ruleset, queries, config = compile_repository(layout)
     return coverage_command(layout, ruleset, queries, config, replay=not args.no_replay,
                             check=args.check, out=print, err=lambda line: print(line, file=sys.stderr))
 
@@ -168,7 +154,7 @@ def cmd_lint(layout: Layout, args) -> int:
 def cmd_package(layout: Layout, args) -> int:
     from pathlib import Path
     from .splunk_app import package_splunk
-    _, queries, config = _queries(layout)
+    _, queries, config = compile_repository(layout)
     out = Path(args.out) if args.out else layout.root / "dist"
     path = package_splunk(layout, queries, config, out)
     print(f"packaged: {path}")

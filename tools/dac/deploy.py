@@ -10,22 +10,17 @@ from __future__ import annotations
 
 from typing import Callable
 
-from .artifacts import build_artifacts, stale_report
-from .convert import compile_rules
+from .artifacts import build_artifacts, compile_repository, stale_report
 from .deploy_plan import DeployError, apply_plan, make_plan, render_plan
 from .problems import DacError, Problem
 from .repo import Layout
 from .retry import HttpFailure, RetryPolicy
-from .rules import load_rules
-from .targets import load_targets
 
 SENTINEL_QUERY_LIMIT = 10_000      # characters: Sentinel refuses longer scheduled-rule queries
 
 
 def _compiled(layout: Layout):
-    ruleset = load_rules(layout)
-    targets, config = load_targets(layout)
-    queries = compile_rules(ruleset, targets)
+    _, queries, config = compile_repository(layout)
     stale = stale_report(build_artifacts(queries, config, layout), layout)
     if stale:
         raise DacError([Problem("conversions/", None, f"{len(stale)} generated file(s) are stale: run `dac convert`, "
