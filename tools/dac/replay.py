@@ -257,8 +257,7 @@ def check_hunting(replayer: Replayer, queries: list[Query], config: dict, logs: 
                     rid = str(q.rule.rule.id)
                     for row in log.rows:
                         if rid in label.events.get(row["dac_key"], []):
-                            when = row.get("Timestamp") if log.format == "mde" else row["_time"]
-                            expected[(name, q.target.name if language == "spl" else "", _epoch(when))] += 1
+                            expected[(name, q.target.name if language == "spl" else "", _epoch(row["_time"]))] += 1
             try:
                 if language == "kql":
                     for table in replayer.kql.tables:
