@@ -17,30 +17,33 @@ Splunk semantics kept on purpose: every event of the index is its own event (aud
 PATH records are separate until the search joins them), field values are strings, comparisons are
 numeric when both sides are numbers, a multivalue field matches a search term when any value does,
 rex reads the first value of a multivalue field, stats drops events missing a by-field and orders
-its rows by the by-fields, values() is distinct and sorted, null fields are simply absent.
+its rows by the by-fields, values() is distinct and sorted, null fields are simply absent, and an
+empty rex capture makes no field.
+
+The query text is parsed once by dac.spl_parse; the DuckDB engine (dac.spl_sql) compiles the same
+trees to SQL for speed and is checked against this one, which stays the semantic reference.
 """
 from __future__ import annotations
 
 import functools
-import inspect
 import re
 from datetime import datetime, timezone
 from typing import Callable, Iterable
 from urllib.parse import unquote
 
 from .spl_check import pcre_to_python
+from .spl_parse import (COMPARISONS, NUMBER, PER_EVENT, Aggregation, Pipeline, Rex, Search, Sort, Stats,
+                        SplUnsupported, cache_points, parse_eval, parse_pipeline, parse_search, prefix_keys,
+                        resolve_time)
+
+__all__ = ["SplSession", "SplUnsupported", "run_spl", "compile_search", "compile_eval"]
 
 Event = dict
 Value = object          # None, str, int/float, or list[str] (multivalue)
 
 
-class SplUnsupported(Exception):
-    """The query uses SPL outside the evaluated subset, or is malformed."""
-
-
 # --- values ----------------------------------------------------------------------------------------
 
-_NUMBER = re.compile(r"\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*$")
 
 
 def _values(v: Value) -> list:
@@ -58,7 +61,7 @@ def _number(v) -> float | None:
         return None
     if isinstance(v, (int, float)):
         return v
-    if isinstance(v, str) and _NUMBER.match(v):
+    if isinstance(v, str) and NUMBER.match(v):
         return float(v)
     return None
 
@@ -93,190 +96,7 @@ def _wildcard(value: str) -> re.Pattern:
                       re.I | re.S)
 
 
-def _unquote(token: str) -> str:
-    """SPL string literal: \\\\ is a backslash and \\" a quote; other backslashes stay (for regexes)."""
-    if len(token) >= 2 and token[0] == token[-1] == '"':
-        return re.sub(r'\\([\\"])', r"\1", token[1:-1])
-    return token
-
-
-# --- splitting a query into commands -------------------------------------------------------------
-
-def _split_top(text: str, sep: str) -> list[str]:
-    """Split on `sep` outside strings, parentheses and square brackets."""
-    parts, depth, start, i = [], 0, 0, 0
-    while i < len(text):
-        c = text[i]
-        if c == '"':
-            i += 1
-            while i < len(text) and text[i] != '"':
-                i += 2 if text[i] == "\\" else 1
-            if i >= len(text):
-                raise SplUnsupported("unclosed double quote")
-        elif c in "([":
-            depth += 1
-        elif c in ")]":
-            depth -= 1
-            if depth < 0:
-                raise SplUnsupported(f"unbalanced {c!r}")
-        elif c == sep and depth == 0:
-            parts.append(text[start:i])
-            start = i + 1
-        i += 1
-    if depth:
-        raise SplUnsupported("unbalanced brackets")
-    parts.append(text[start:])
-    return parts
-
-
 # --- search language -----------------------------------------------------------------------------
-
-_SEARCH_TOKEN = re.compile(r"""
-    \s*(?:
-      (?P<in>[A-Za-z_][\w.{}:-]*)\s+IN\s*\((?P<list>(?:"(?:\\.|[^"\\])*"|[^()"])*)\)
-    | (?P<field>[A-Za-z_][\w.{}:-]*)\s*(?P<op>!=|<=|>=|=|<|>)\s*(?P<value>"(?:\\.|[^"\\])*"|[^\s()"]+)
-    | (?P<kw>NOT|OR|AND)(?=[\s(]|$)
-    | (?P<paren>[()])
-    | (?P<other>"(?:\\.|[^"\\])*"|\S+)
-    )""", re.X)
-
-_TIME_UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
-_RELATIVE = re.compile(r"([-+])(\d+)(s|sec|m|min|h|d|w)$")
-
-
-def _scan(token: re.Pattern, text: str, what: str) -> Iterable[re.Match]:
-    """Successive matches of `token` from the start of `text` to its end (trailing space ignored)."""
-    pos = 0
-    while pos < len(text) and text[pos:].strip():
-        m = token.match(text, pos)
-        if m is None:
-            raise SplUnsupported(f"cannot read {what} at {text[pos:pos + 30]!r}")
-        yield m
-        pos = m.end()
-
-
-class _SearchParser:
-    def __init__(self, text: str, now: float):
-        self.tokens = self._lex(text)
-        self.pos = 0
-        self.now = now
-        self.earliest: float | None = None
-        self.latest: float | None = None
-
-    @staticmethod
-    def _lex(text: str) -> list[tuple[str, object]]:
-        tokens = []
-        for m in _scan(_SEARCH_TOKEN, text, "search terms"):
-            if m["in"]:
-                items = [_unquote(t.strip()) for t in _split_top(m["list"], ",") if t.strip()]
-                tokens.append(("in", (m["in"], items)))
-            elif m["field"]:
-                tokens.append(("cmp", (m["field"], m["op"], _unquote(m["value"]))))
-            elif m["kw"]:
-                tokens.append(("kw", m["kw"]))
-            elif m["paren"]:
-                tokens.append(("paren", m["paren"]))
-            else:
-                raise SplUnsupported(f"bare search term {m['other']!r} (only field=value, IN, NOT/OR/AND are evaluated)")
-        return tokens
-
-    def _peek(self):
-        return self.tokens[self.pos] if self.pos < len(self.tokens) else (None, None)
-
-    def parse(self) -> Callable[[Event], bool]:
-        if not self.tokens:
-            return lambda e: True
-        pred = self._and()
-        if self.pos != len(self.tokens):
-            raise SplUnsupported(f"unexpected {self.tokens[self.pos][1]!r} in search")
-        return pred
-
-    def _and(self):
-        # AND is explicit or implied by juxtaposition, and binds loosest
-        parts = [self._or()]
-        while True:
-            kind, val = self._peek()
-            if kind == "kw" and val == "AND":
-                self.pos += 1
-            elif kind is None or (kind == "paren" and val == ")") or (kind == "kw" and val == "OR"):
-                break
-            parts.append(self._or())
-        parts = [p for p in parts if p is not None]
-        if not parts:
-            return lambda e: True
-        return parts[0] if len(parts) == 1 else (lambda e: all(p(e) for p in parts))
-
-    def _or(self):
-        parts = [self._not()]
-        while self._peek() == ("kw", "OR"):
-            self.pos += 1
-            parts.append(self._not())
-        if len(parts) > 1 and None in parts:
-            raise SplUnsupported("earliest/latest inside OR")
-        return parts[0] if len(parts) == 1 else (lambda e: any(p(e) for p in parts))
-
-    def _not(self):
-        if self._peek() == ("kw", "NOT"):
-            self.pos += 1
-            inner = self._not()
-            if inner is None:
-                raise SplUnsupported("NOT earliest/latest")
-            return lambda e: not inner(e)
-        return self._primary()
-
-    def _primary(self):
-        kind, val = self._peek()
-        self.pos += 1
-        if kind == "paren" and val == "(":
-            inner = self._and()
-            if self._peek() != ("paren", ")"):
-                raise SplUnsupported("missing ')' in search")
-            self.pos += 1
-            return inner
-        if kind == "in":
-            field, items = val
-            if not any("*" in i for i in items):
-                return _exact_any(field, items)
-            patterns = [_wildcard(i) for i in items]
-            return lambda e: any(p.fullmatch(_text(v)) for v in _values(e.get(field)) for p in patterns)
-        if kind == "cmp":
-            return self._comparison(*val)
-        raise SplUnsupported(f"unexpected {val!r} in search")
-
-    def _comparison(self, field: str, op: str, value: str):
-        if field in ("earliest", "latest"):
-            moment = self._time(value)
-            if field == "earliest":
-                self.earliest = moment
-            else:
-                self.latest = moment
-            return None
-        if op in ("=", "!="):
-            pattern = _wildcard(value)
-            if op == "=" and "*" not in value:
-                return _exact_any(field, [value])
-            if op == "=":
-                return lambda e: any(pattern.fullmatch(_text(v)) for v in _values(e.get(field)))
-            # field!=value: the field must exist and no value match (unlike NOT field=value)
-            return lambda e: field in e and e[field] is not None and not any(
-                pattern.fullmatch(_text(v)) for v in _values(e[field]))
-        number = _number(value)
-        if number is None:
-            raise SplUnsupported(f"{field}{op}{value}: only numeric comparisons are evaluated")
-        compare = {"<": float.__lt__, "<=": float.__le__, ">": float.__gt__, ">=": float.__ge__}[op]
-        return lambda e: any((n := _number(v)) is not None and compare(float(n), number) for v in _values(e.get(field)))
-
-    def _time(self, value: str) -> float:
-        if value == "now":
-            return self.now
-        if value == "0":
-            return 0.0
-        m = _RELATIVE.match(value)
-        if not m:
-            raise SplUnsupported(f"time modifier {value!r} (only now, 0 and ±N[s|m|h|d|w] are evaluated)")
-        seconds = int(m[2]) * _TIME_UNITS[m[3]]
-        return self.now + (seconds if m[1] == "+" else -seconds)
-
 
 def _exact_any(field: str, items: list[str]) -> Callable[[Event], bool]:
     """field=value / field IN (…) without wildcards: a set lookup, still without case."""
@@ -292,33 +112,62 @@ def _exact_any(field: str, items: list[str]) -> Callable[[Event], bool]:
     return match
 
 
-def compile_search(text: str, now: float) -> Callable[[Event], bool]:
-    parser = _SearchParser(text, now)
-    pred = parser.parse()
-    if parser.earliest is None and parser.latest is None:
+def _search_predicate(tree: tuple) -> Callable[[Event], bool]:
+    kind = tree[0]
+    if kind == "all":
+        return lambda e: True
+    if kind == "and":
+        parts = [_search_predicate(t) for t in tree[1]]
+        return lambda e: all(p(e) for p in parts)
+    if kind == "or":
+        parts = [_search_predicate(t) for t in tree[1]]
+        return lambda e: any(p(e) for p in parts)
+    if kind == "not":
+        inner = _search_predicate(tree[1])
+        return lambda e: not inner(e)
+    if kind == "in":
+        _, field, items = tree
+        if not any("*" in i for i in items):
+            return _exact_any(field, items)
+        patterns = [_wildcard(i) for i in items]
+        return lambda e: any(p.fullmatch(_text(v)) for v in _values(e.get(field)) for p in patterns)
+    _, field, op, value = tree
+    if op in ("=", "!="):
+        pattern = _wildcard(value)
+        if op == "=" and "*" not in value:
+            return _exact_any(field, [value])
+        if op == "=":
+            return lambda e: any(pattern.fullmatch(_text(v)) for v in _values(e.get(field)))
+        # field!=value: the field must exist and no value match (unlike NOT field=value)
+        return lambda e: field in e and e[field] is not None and not any(
+            pattern.fullmatch(_text(v)) for v in _values(e[field]))
+    number = float(_number(value))
+    compare = {"<": float.__lt__, "<=": float.__le__, ">": float.__gt__, ">=": float.__ge__}[op]
+    return lambda e: any((n := _number(v)) is not None and compare(float(n), number) for v in _values(e.get(field)))
+
+
+def time_bounds(search: Search, now: float) -> tuple[float, float] | None:
+    if search.earliest is None and search.latest is None:
+        return None
+    low = resolve_time(search.earliest, now) if search.earliest is not None else float("-inf")
+    high = resolve_time(search.latest, now) if search.latest is not None else float("inf")
+    return low, high
+
+
+def _search_filter(search: Search, now: float) -> Callable[[Event], bool]:
+    pred = _search_predicate(search.tree)
+    bounds = time_bounds(search, now)
+    if bounds is None:
         return pred
-    low = parser.earliest if parser.earliest is not None else float("-inf")
-    high = parser.latest if parser.latest is not None else float("inf")
+    low, high = bounds
     return lambda e: low <= float(e.get("_time", 0)) < high and pred(e)
 
 
+def compile_search(text: str, now: float) -> Callable[[Event], bool]:
+    return _search_filter(parse_search(text), now)
+
+
 # --- eval expressions ----------------------------------------------------------------------------
-
-_EVAL_TOKEN = re.compile(r"""
-    \s*(?:
-      (?P<num>\d+(?:\.\d+)?)
-    | (?P<str>"(?:\\.|[^"\\])*")
-    | (?P<qfield>'[^']*')
-    | (?P<op>==|!=|<=|>=|[=<>+\-*/%.(),])
-    | (?P<word>[A-Za-z_][\w]*)
-    )""", re.X)
-
-_BINARY = {  # operator -> (precedence, implementation); higher binds tighter
-    "OR": 1, "XOR": 2, "AND": 3,
-    "=": 5, "==": 5, "!=": 5, "<": 5, "<=": 5, ">": 5, ">=": 5, "LIKE": 5,
-    "+": 6, "-": 6, ".": 6, "*": 7, "/": 7, "%": 7,
-}
-
 
 def _compare(op: str, a, b) -> bool | None:
     if a is None or b is None:
@@ -449,157 +298,75 @@ _FUNCTIONS: dict[str, Callable] = {
 }
 
 
-_LAZY_FUNCTIONS = {"if", "case"}     # evaluate only the branch taken: built in _EvalParser._call
 
 
-class _EvalParser:
-    """Pratt parser turning an eval expression into a closure over the event."""
+def _combine(op, left, right):
+    if op == "AND":
+        return lambda e: left(e) is True and right(e) is True
+    if op == "OR":
+        return lambda e: left(e) is True or right(e) is True
+    if op == "XOR":
+        return lambda e: (left(e) is True) != (right(e) is True)
+    if op == "LIKE":
+        return lambda e: _like(left(e), right(e))
+    if op in ("=", "!=") and getattr(right, "constant", None) is not None and _number(right.constant) is None:
+        # field = "text": a plain string comparison (the common case, kept fast)
+        text, equal = right.constant, op != "!="
 
-    def __init__(self, text: str):
-        self.text = text
-        self.tokens = self._lex(text)
-        self.pos = 0
+        def compare_text(e):
+            v = left(e)
+            if v is None:
+                return None
+            if type(v) is str:
+                return (v == text) == equal
+            return _compare(op, v, text)
+        return compare_text
+    if op in COMPARISONS:
+        return lambda e: _compare(op, left(e), right(e))
+    return lambda e: _arith(op, left(e), right(e))
 
-    @staticmethod
-    def _lex(text: str) -> list[tuple[str, str]]:
-        return [(m.lastgroup, m.group(m.lastgroup)) for m in _scan(_EVAL_TOKEN, text, "eval expression")]
 
-    def _peek(self):
-        return self.tokens[self.pos] if self.pos < len(self.tokens) else (None, None)
+def _expression(tree: tuple) -> Callable[[Event], Value]:
+    kind = tree[0]
+    if kind in ("num", "str"):
+        value = tree[1]
 
-    def _take(self, kind=None, value=None):
-        tok = self._peek()
-        if tok[0] is None or (kind and tok[0] != kind) or (value and tok[1] != value):
-            raise SplUnsupported(f"eval expression {self.text!r}: expected {value or kind}, found {tok[1]!r}")
-        self.pos += 1
-        return tok
-
-    def parse(self):
-        expr = self.expression(0)
-        if self.pos != len(self.tokens):
-            raise SplUnsupported(f"eval expression {self.text!r}: unexpected {self._peek()[1]!r}")
-        return expr
-
-    def _binary_op(self):
-        kind, val = self._peek()
-        if kind == "op" and val in _BINARY:
-            return val
-        if kind == "word" and val in ("AND", "OR", "XOR", "LIKE"):
-            return val
-        return None
-
-    def expression(self, min_prec: int):
-        left = self.unary()
-        while (op := self._binary_op()) is not None and _BINARY[op] > min_prec:
-            self.pos += 1
-            right = self.expression(_BINARY[op])
-            left = self._combine(op, left, right)
-        return left
-
-    @staticmethod
-    def _combine(op, left, right):
-        if op == "AND":
-            return lambda e: left(e) is True and right(e) is True
-        if op == "OR":
-            return lambda e: left(e) is True or right(e) is True
-        if op == "XOR":
-            return lambda e: (left(e) is True) != (right(e) is True)
-        if op == "LIKE":
-            return lambda e: _like(left(e), right(e))
-        if op in ("=", "==", "!=") and getattr(right, "constant", None) is not None \
-                and _number(right.constant) is None:
-            # field = "text": a plain string comparison (the common case, kept fast)
-            text, equal = right.constant, op != "!="
-
-            def compare_text(e):
-                v = left(e)
-                if v is None:
-                    return None
-                if type(v) is str:
-                    return (v == text) == equal
-                return _compare(op, v, text)
-            return compare_text
-        if op in ("=", "==", "!=", "<", "<=", ">", ">="):
-            return lambda e: _compare(op, left(e), right(e))
-        return lambda e: _arith(op, left(e), right(e))
-
-    def unary(self):
-        kind, val = self._peek()
-        if kind == "word" and val == "NOT":
-            self.pos += 1
-            inner = self.expression(4)
-            return lambda e: (lambda v: None if v is None else v is not True)(inner(e))
-        if kind == "op" and val == "-":
-            self.pos += 1
-            inner = self.unary()
-            return lambda e: _arith("-", 0, inner(e))
-        return self.primary()
-
-    def primary(self):
-        kind, val = self._take()
-        if kind == "num":
-            number = float(val) if "." in val else int(val)
-            return lambda e: number
-        if kind == "str":
-            text = _unquote(val)
-
-            def constant(e):
-                return text
-            constant.constant = text
-            return constant
-        if kind == "qfield":
-            name = val[1:-1]
-            return lambda e: e.get(name)
-        if kind == "op" and val == "(":
-            inner = self.expression(0)
-            self._take("op", ")")
-            return inner
-        if kind == "word":
-            if self._peek() == ("op", "("):
-                return self._call(val)
-            if val in ("true", "false", "null"):
-                raise SplUnsupported(f"bare {val} in eval (write {val}())")
-            return lambda e: e.get(val)
-        raise SplUnsupported(f"eval expression {self.text!r}: unexpected {val!r}")
-
-    def _call(self, name: str):
-        if name not in _FUNCTIONS and name not in _LAZY_FUNCTIONS:
-            raise SplUnsupported(f"eval function {name}() is outside the evaluated subset")
-        self._take("op", "(")
-        args = []
-        if self._peek() != ("op", ")"):
-            args.append(self.expression(0))
-            while self._peek() == ("op", ","):
-                self.pos += 1
-                args.append(self.expression(0))
-        self._take("op", ")")
-        if name == "case":
-            if len(args) % 2:
-                raise SplUnsupported("case() needs condition/value pairs")
-            pairs = list(zip(args[::2], args[1::2]))
-            return lambda e: next((v(e) for c, v in pairs if c(e) is True), None)
-        if name == "if":
-            if len(args) != 3:
-                raise SplUnsupported("if() takes three arguments")
-            c, a, b = args
-            return lambda e: a(e) if c(e) is True else b(e)
-        function = _FUNCTIONS[name]
-        try:
-            inspect.signature(function).bind(*args)
-        except TypeError:
-            raise SplUnsupported(f"{name}() does not take {len(args)} arguments") from None
-        return lambda e: function(*(a(e) for a in args))
+        def constant(e):
+            return value
+        constant.constant = value if kind == "str" else None
+        return constant
+    if kind == "field":
+        name = tree[1]
+        return lambda e: e.get(name)
+    if kind == "not":
+        inner = _expression(tree[1])
+        return lambda e: (lambda v: None if v is None else v is not True)(inner(e))
+    if kind == "neg":
+        inner = _expression(tree[1])
+        return lambda e: _arith("-", 0, inner(e))
+    if kind == "bin":
+        return _combine(tree[1], _expression(tree[2]), _expression(tree[3]))
+    _, name, arg_trees = tree
+    args = [_expression(a) for a in arg_trees]
+    if name == "case":          # if and case evaluate only the branch taken
+        pairs = list(zip(args[::2], args[1::2]))
+        return lambda e: next((v(e) for c, v in pairs if c(e) is True), None)
+    if name == "if":
+        c, a, b = args
+        return lambda e: a(e) if c(e) is True else b(e)
+    if name in ("match", "mvfind", "replace") and arg_trees[1][0] == "str":
+        _regex(arg_trees[1][1])     # refuse a pattern Python cannot run before any event is seen
+    function = _FUNCTIONS[name]
+    return lambda e: function(*(a(e) for a in args))
 
 
 def compile_eval(text: str) -> Callable[[Event], Value]:
-    return _EvalParser(text).parse()
+    return _expression(parse_eval(text))
 
 
 # --- commands ------------------------------------------------------------------------------------
 
 Command = Callable[[list[Event]], list[Event]]
-_OPTION = re.compile(r'\s*([A-Za-z_]\w*)\s*=\s*("(?:\\.|[^"\\])*"|\S+)')
-_FIELD_LIST = re.compile(r"[\s,]+")
 
 
 def _set(event: Event, field: str, value: Value) -> None:
@@ -626,22 +393,17 @@ def _per_event(kind: str, fn: Callable[[Event], object]) -> Command:
     return run
 
 
-def _cmd_search(args: str, ctx) -> Command:
-    return _per_event("filter", compile_search(args, ctx.now))
+def _cmd_search(spec: Search, session) -> Command:
+    return _per_event("filter", _search_filter(spec, session.now))
 
 
-def _cmd_where(args: str, ctx) -> Command:
-    expr = compile_eval(args)
+def _cmd_where(spec: tuple, session) -> Command:
+    expr = _expression(spec)
     return _per_event("filter", lambda e: expr(e) is True)
 
 
-def _cmd_eval(args: str, ctx) -> Command:
-    assignments = []
-    for part in _split_top(args, ","):
-        m = re.match(r"\s*([A-Za-z_][\w.]*|'[^']+')\s*=(?!=)(.*)$", part, re.S)
-        if not m:
-            raise SplUnsupported(f"eval assignment {part.strip()!r} is not field=expression")
-        assignments.append((m[1].strip("'"), compile_eval(m[2])))
+def _cmd_eval(spec: list[tuple[str, tuple]], session) -> Command:
+    assignments = [(field, _expression(tree)) for field, tree in spec]
 
     def apply(e):
         for field, expr in assignments:
@@ -649,15 +411,8 @@ def _cmd_eval(args: str, ctx) -> Command:
     return _per_event("update", apply)
 
 
-def _cmd_rex(args: str, ctx) -> Command:
-    field, rest = "_raw", args
-    m = re.match(r'\s*field\s*=\s*([\w.{}]+)\s*(.*)$', args, re.S)
-    if m:
-        field, rest = m[1], m[2]
-    rest = rest.strip()
-    if not (rest.startswith('"') and rest.endswith('"')) or _split_top(rest, " ") != [rest]:
-        raise SplUnsupported(f"rex {args.strip()!r}: only `rex [field=X] \"regex\"` is evaluated")
-    regex = _regex(_unquote(rest))
+def _cmd_rex(spec: Rex, session) -> Command:
+    field, regex = spec.field, _regex(spec.pattern)
     names = list(regex.groupindex)
 
     def apply(e):
@@ -668,44 +423,18 @@ def _cmd_rex(args: str, ctx) -> Command:
         if m:
             for name in names:
                 found = m.group(name)
-                if found is not None:
+                if found:       # an empty capture makes no field (as in the DuckDB engine)
                     e[name] = found
     return _per_event("update", apply)
 
 
-def _cmd_regex(args: str, ctx) -> Command:
-    m = re.match(r'\s*(?:([\w.{}]+)\s*(!?=)\s*)?("(?:\\.|[^"\\])*")\s*$', args, re.S)
-    if not m:
-        raise SplUnsupported(f"regex {args.strip()!r}: only `regex [field=|!=]\"regex\"` is evaluated")
-    field, op, regex = m[1] or "_raw", m[2] or "=", _regex(_unquote(m[3]))
-    keep = op == "="
+def _cmd_regex(spec: tuple[str, bool, str], session) -> Command:
+    field, keep, pattern = spec
+    regex = _regex(pattern)
     return _per_event("filter", lambda e: any(regex.search(_text(v)) for v in _values(e.get(field))) == keep)
 
 
-def _parse_aggregations(spec: str, command: str) -> tuple[list[tuple[str, str | None, str]], list[str]]:
-    parts = re.split(r"\s+by\s+", " " + spec.strip() + " ", maxsplit=1, flags=re.I)
-    spec, by = parts[0], (parts[1] if len(parts) > 1 else "")
-    by_fields = [f for f in _FIELD_LIST.split(by.strip()) if f] if by else []
-    aggs = []
-    pattern = re.compile(r"\s*([a-z_]+)(?:\(\s*([^)\s]*)\s*\))?(?:\s+as\s+([\w.]+|\"[^\"]+\"))?\s*,?", re.I)
-    pos, spec = 0, spec.strip()
-    while pos < len(spec):
-        m = pattern.match(spec, pos)
-        if not m or m.end() == pos:
-            raise SplUnsupported(f"{command}: cannot read {spec[pos:pos + 30]!r}")
-        func, field, alias = m[1].lower(), m[2] or None, m[3]
-        if func not in _AGGREGATES:
-            raise SplUnsupported(f"{command} function {func}() is outside the evaluated subset")
-        if func != "count" and not field:
-            raise SplUnsupported(f"{command} {func}() needs a field")
-        aggs.append((func, field, (alias or (f"{func}({field})" if field else func)).strip('"')))
-        pos = m.end()
-    if not aggs:
-        raise SplUnsupported(f"{command} without an aggregation")
-    return aggs, by_fields
-
-
-def _sort_key(v) -> tuple:
+def sort_key(v) -> tuple:
     n = _number(v)
     return (0, float(n), "") if n is not None else (1, 0.0, _text(v))
 
@@ -736,9 +465,9 @@ _AGGREGATES: dict[str, Callable[[list], Value]] = {
 }
 
 
-def _cmd_stats(args: str, ctx) -> Command:
-    aggs, by = _parse_aggregations(args, "stats")
-    needed = sorted({field for _, field, _ in aggs if field})
+def _cmd_stats(spec: Stats, session) -> Command:
+    aggs, by = spec.aggs, spec.by
+    needed = sorted({a.field for a in aggs if a.field})
     position = {f: i for i, f in enumerate(needed)}
 
     def run(events):
@@ -759,26 +488,26 @@ def _cmd_stats(args: str, ctx) -> Command:
             else:
                 members.append(values)
         rows = []
-        for key in sorted(groups, key=lambda k: tuple(_sort_key(v) for v in k)):
+        for key in sorted(groups, key=lambda k: tuple(sort_key(v) for v in k)):
             row = dict(zip(by, key))
             members = groups[key]
-            for func, field, alias in aggs:
-                if field is None:
+            for a in aggs:
+                if a.field is None:
                     slot = [1] * len(members)
                 else:
-                    slot, i = [], position[field]
+                    slot, i = [], position[a.field]
                     for v in [m[i] for m in members if m[i] is not None]:
                         slot.extend(v) if type(v) is list else slot.append(v)
-                _set(row, alias, _AGGREGATES[func](slot))
+                _set(row, a.alias, _AGGREGATES[a.func](slot))
             rows.append(row)
         if not by and not rows:
-            rows = [{alias: 0 for func, field, alias in aggs if func in ("count", "dc")}]
+            rows = [{a.alias: 0 for a in aggs if a.func in ("count", "dc")}]
         return rows
     return run
 
 
-def _cmd_streamstats(args: str, ctx) -> Command:
-    aggs, by = _parse_aggregations(args, "streamstats")
+def _cmd_streamstats(spec: Stats, session) -> Command:
+    aggs, by = spec.aggs, spec.by
 
     def run(events):
         state: dict[tuple, list[list]] = {}
@@ -787,9 +516,9 @@ def _cmd_streamstats(args: str, ctx) -> Command:
             if None in key:     # Splunk leaves events without a by-field alone
                 continue
             slots = state.setdefault(key, [[] for _ in aggs])
-            for slot, (func, field, alias) in zip(slots, aggs):
-                slot.extend([1] if func == "count" and field is None else _values(e.get(field)))
-                _set(e, alias, _AGGREGATES[func](slot))
+            for slot, a in zip(slots, aggs):
+                slot.extend([1] if a.func == "count" and a.field is None else _values(e.get(a.field)))
+                _set(e, a.alias, _AGGREGATES[a.func](slot))
         return events
     return run
 
@@ -802,38 +531,19 @@ def _compare_events(keys: list[tuple[str, bool]]):
                 continue
             if va is None or vb is None:        # missing values sort last either way
                 return 1 if va is None else -1
-            ka, kb = _sort_key(_first(va)), _sort_key(_first(vb))
+            ka, kb = sort_key(_first(va)), sort_key(_first(vb))
             if ka != kb:
                 return (1 if ka > kb else -1) * (-1 if descending else 1)
         return 0
     return functools.cmp_to_key(cmp)
 
 
-def _cmd_sort(args: str, ctx) -> Command:
-    tokens = args.split()
-    limit = 10000
-    if tokens and tokens[0].isdigit():
-        limit = int(tokens.pop(0)) or None
-    keys, sign = [], False
-    for t in tokens:
-        if t in ("-", "+"):
-            sign = t == "-"
-            continue
-        descending = sign
-        if t[0] in "-+":
-            descending, t = t[0] == "-", t[1:]
-        if not re.fullmatch(r"[\w.{}]+", t):
-            raise SplUnsupported(f"sort key {t!r} (only plain field names are evaluated)")
-        keys.append((t, descending))
-        sign = False
-    if not keys:
-        raise SplUnsupported("sort without a field")
-    key = _compare_events(keys)
-    return lambda events: sorted(events, key=key)[:limit]
+def _cmd_sort(spec: Sort, session) -> Command:
+    key = _compare_events(spec.keys)
+    return lambda events: sorted(events, key=key)[:spec.limit]
 
 
-def _cmd_table(args: str, ctx) -> Command:
-    fields = [f for f in _FIELD_LIST.split(args.strip()) if f]
+def _cmd_table(fields: list[str], session) -> Command:
     patterns = [_wildcard(f) for f in fields]
 
     def run(events):
@@ -850,28 +560,19 @@ def _cmd_table(args: str, ctx) -> Command:
     return run
 
 
-def _cmd_fields(args: str, ctx) -> Command:
-    text = args.strip()
-    remove = text.startswith("-")
-    fields = [f for f in _FIELD_LIST.split(text.lstrip("+-").strip()) if f]
+def _cmd_fields(spec: tuple[bool, list[str]], session) -> Command:
+    remove, fields = spec
     if remove:
         return lambda events: [{k: v for k, v in e.items() if k not in fields} for e in events]
     keep = set(fields) | {"_time", "_raw"}
     return lambda events: [{k: v for k, v in e.items() if k in keep} for e in events]
 
 
-def _cmd_head(args: str, ctx) -> Command:
-    n = args.strip() or "10"
-    if not n.isdigit():
-        raise SplUnsupported(f"head {n!r} (only a count is evaluated)")
-    return lambda events: events[: int(n)]
+def _cmd_head(n: int, session) -> Command:
+    return lambda events: events[:n]
 
 
-def _cmd_dedup(args: str, ctx) -> Command:
-    fields = [f for f in _FIELD_LIST.split(args.strip()) if f]
-    if not fields or any(not re.fullmatch(r"[\w.{}]+", f) for f in fields):
-        raise SplUnsupported(f"dedup {args.strip()!r} (only field names are evaluated)")
-
+def _cmd_dedup(fields: list[str], session) -> Command:
     def run(events):
         seen, out = set(), []
         for e in events:
@@ -885,15 +586,12 @@ def _cmd_dedup(args: str, ctx) -> Command:
     return run
 
 
-def _cmd_append(args: str, ctx) -> Command:
-    m = re.match(r"\s*\[(.*)\]\s*$", args, re.S)
-    if not m:
-        raise SplUnsupported("append needs a [subsearch]")
-    sub = ctx.compile(m[1])
-    return lambda events: events + sub()
+def _cmd_append(sub: Pipeline, session) -> Command:
+    run_sub = session.compile_pipeline(sub)
+    return lambda events: events + run_sub()
 
 
-_COMMANDS: dict[str, Callable[[str, "SplSession"], Command]] = {
+_COMMANDS: dict[str, Callable[[object, "SplSession"], Command]] = {
     "search": _cmd_search, "where": _cmd_where, "eval": _cmd_eval, "rex": _cmd_rex, "regex": _cmd_regex,
     "stats": _cmd_stats, "streamstats": _cmd_streamstats, "sort": _cmd_sort, "table": _cmd_table,
     "fields": _cmd_fields, "head": _cmd_head, "dedup": _cmd_dedup, "append": _cmd_append,
@@ -923,33 +621,13 @@ class SplSession:
         return self.compile(text)()
 
     def compile(self, text: str) -> Callable[[], list[Event]]:
-        segments = [s.strip() for s in _split_top(text, "|")]
-        first = segments[0]
-        if not first:
-            raise SplUnsupported("a search must start with a base search (index=…), not a bare command")
-        if re.match(r"search\b", first):
-            first = first[len("search"):].strip()
-        base = compile_search(first, self.now)
-        steps = []
-        for segment in segments[1:]:
-            m = re.match(r"([A-Za-z_]\w*)\b(.*)$", segment, re.S)
-            if not m:
-                raise SplUnsupported(f"empty command in {segment!r}")
-            name = m[1].lower()
-            if name not in _COMMANDS:
-                raise SplUnsupported(f"command `{name}` is outside the SPL subset dac evaluates")
-            steps.append((name, _COMMANDS[name](m[2], self)))
-        keys = [tuple([first] + segments[1:i + 2]) for i in range(len(steps))]
-        # Cache points: after each stats, and after the last step before the first filter that
-        # follows a stats (the end of the shared assembly, e.g. proctitle decoding)
-        cache_at, seen_stats = set(), False
-        for i, (name, _) in enumerate(steps):
-            if name == "stats":
-                cache_at.add(i)
-                seen_stats = True
-            elif seen_stats and name in ("search", "where", "regex"):
-                cache_at.add(i - 1)
-                break
+        return self.compile_pipeline(parse_pipeline(text))
+
+    def compile_pipeline(self, pipeline: Pipeline) -> Callable[[], list[Event]]:
+        base = _search_filter(pipeline.base, self.now)
+        steps = [(step.name, _COMMANDS[step.name](step.spec, self)) for step in pipeline.steps]
+        keys = prefix_keys(pipeline)
+        cache_at = cache_points(pipeline.steps)
 
         def run() -> list[Event]:
             start = next((i + 1 for i in reversed(range(len(steps))) if keys[i] in self._cache), 0)
