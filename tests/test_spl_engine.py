@@ -8,7 +8,17 @@ from pathlib import Path
 import pytest
 
 from dac.samplelogs import read_auditd
-from dac.spl_engine import SplUnsupported, run_spl
+from dac.spl_engine import SplUnsupported, run_spl as run_python
+from dac.spl_sql import run_spl_sql
+
+ENGINES = {"python": run_python, "duckdb": run_spl_sql}
+run_spl = None      # set per test by the engine fixture: every test runs on both SPL engines
+
+
+@pytest.fixture(autouse=True, params=sorted(ENGINES))
+def engine(request, monkeypatch):
+    monkeypatch.setitem(globals(), "run_spl", ENGINES[request.param])
+    return request.param
 
 NOW = 1795392000.0      # 2026-11-23T00:00:00Z
 EVENTS = [

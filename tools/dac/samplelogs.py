@@ -83,6 +83,36 @@ def _lines(path: Path):
             yield number, line.rstrip("\r\n")
 
 
+def _audit_records(path: Path, rel: str):
+    """(line number, line, record match, key=value fields) per audit record, or a LogProblem."""
+    for number, line in _lines(path):
+        if not line.strip():
+            continue
+        match = AUDIT_RE.match(line)
+        if not match:
+            yield LogProblem(rel, number, "malformed audit record (expected type=… msg=audit(epoch:serial): …)")
+            continue
+        fields = {k: _unquote(v) for k, v in KV_RE.findall(match["body"])}
+        if match["type"] in ("SYSCALL", "PATH", "PROCTITLE") and not fields:
+            yield LogProblem(rel, number, f"truncated {match['type']} record")
+            continue
+        yield number, line, match, fields
+
+
+def _splunk_audit_event(line: str, match: re.Match, fields: dict, host: str) -> dict:
+    return {"_raw": line, "_time": float(match["epoch"]), "host": host, "index": "linux",
+            "sourcetype": "linux_audit", "type": match["type"], **fields}
+
+
+def auditd_splunk_events(path: Path, host: str):
+    """The records of an audit.log as Splunk events, one at a time (malformed lines skipped;
+    read_auditd reports them)."""
+    for record in _audit_records(path, str(path)):
+        if not isinstance(record, LogProblem):
+            number, line, match, fields = record
+            yield _splunk_audit_event(line, match, fields, host)
+
+
 def read_auditd(path: Path, rel: str, host: str, splunk: bool = True) -> SampleLog:
     """Records become Splunk events (one per record, key=value extracted with quotes removed,
     as Splunk's automatic extraction does); records sharing a serial become one assembled row,
@@ -90,20 +120,13 @@ def read_auditd(path: Path, rel: str, host: str, splunk: bool = True) -> SampleL
     per-record events (for callers that only need the rows: they are most of the memory)."""
     log = SampleLog(rel, "auditd")
     assembled: dict[str, dict] = {}
-    for number, line in _lines(path):
-        if not line.strip():
+    for record in _audit_records(path, rel):
+        if isinstance(record, LogProblem):
+            log.problems.append(record)
             continue
-        match = AUDIT_RE.match(line)
-        if not match:
-            log.problems.append(LogProblem(rel, number, "malformed audit record (expected type=… msg=audit(epoch:serial): …)"))
-            continue
-        fields = {k: _unquote(v) for k, v in KV_RE.findall(match["body"])}
-        if match["type"] in ("SYSCALL", "PATH", "PROCTITLE") and not fields:
-            log.problems.append(LogProblem(rel, number, f"truncated {match['type']} record"))
-            continue
+        number, line, match, fields = record
         if splunk:
-            log.splunk_events.append({"_raw": line, "_time": float(match["epoch"]), "host": host, "index": "linux",
-                                      "sourcetype": "linux_audit", "type": match["type"], **fields})
+            log.splunk_events.append(_splunk_audit_event(line, match, fields, host))
         row = assembled.setdefault(match["serial"], {"dac_key": match["serial"], "host": host,
                                                      "_time": float(match["epoch"]), "dac_line": number})
         if match["type"] == "SYSCALL":
