@@ -51,23 +51,46 @@ def mde_rows(n: int, seed: int = 7):
 
 
 def audit_lines(n_records: int, seed: int = 11):
-    """Raw audit.log lines: SYSCALL + PATH + PROCTITLE per event (3 records each)."""
+    """Raw audit.log lines, one event = records sharing a serial: opens are SYSCALL + PATH +
+    PROCTITLE, executions SYSCALL + EXECVE + PROCTITLE. A few percent are malicious: a process that
+    reads /proc/<pid>/maps and then /proc/<pid>/mem of the same target (MimiPenguin's pattern, which
+    the correlation rule looks for), or a dumping command line."""
     rnd = random.Random(seed)
     serial = 1000
     produced = 0
-    while produced < n_records:
+
+    def event(syscall: str, pid: int, exe: str, title: str, path: str | None, flags: str = "80000"):
+        nonlocal serial
         serial += 1
-        pid = rnd.randint(300, 60000)
         epoch = f"{1795000000 + serial // 10}.{serial % 1000:03d}"
+        head = f"msg=audit({epoch}:{serial}):"
+        comm = exe.rsplit("/", 1)[1]
+        lines = [f"type=SYSCALL {head} arch=c000003e syscall={syscall} success=yes exit=3 a0=ffffff9c "
+                 f"a1=7ffd a2={flags} a3=0 items=1 ppid=1 pid={pid} auid=0 uid=0 gid=0 euid=0 "
+                 f'comm="{comm}" exe="{exe}" key="t1003_007_procfs"']
+        if path is not None:
+            lines.append(f'type=PATH {head} item=0 name="{path}" inode=1 dev=00:05 mode=0100600 nametype=NORMAL')
+        else:
+            args = title.split(" ")
+            lines.append(f"type=EXECVE {head} argc={len(args)} " + " ".join(f'a{i}="{a}"' for i, a in enumerate(args)))
+        lines.append(f"type=PROCTITLE {head} proctitle={title.encode().replace(b' ', bytes([0])).hex().upper()}")
+        return lines
+
+    while produced < n_records:
+        pid, target = 4000 + serial % 97, rnd.randint(300, 60000)
         malicious = rnd.random() < 0.03
-        path = f"/proc/{pid}/mem" if malicious else rnd.choice(BENIGN_FILES).format(pid=pid)
-        title = "python3 mimipenguin.py" if malicious else "cat /proc/meminfo"
-        yield (f"type=SYSCALL msg=audit({epoch}:{serial}): arch=c000003e syscall=257 success=yes exit=3 a0=ffffff9c "
-               f"a1=7ffd a2=80000 a3=0 items=1 ppid=1 pid={4000 + serial % 97} auid=0 uid=0 gid=0 euid=0 "
-               f'comm="python3" exe="/usr/bin/python3" key="t1003_007_procfs"')
-        yield f'type=PATH msg=audit({epoch}:{serial}): item=0 name="{path}" inode=1 dev=00:05 mode=0100600 nametype=NORMAL'
-        yield f"type=PROCTITLE msg=audit({epoch}:{serial}): proctitle={title.encode().replace(b' ', bytes([0])).hex().upper()}"
-        produced += 3
+        if rnd.random() < 0.34:                                 # a process starts
+            exe, cmd = rnd.choice(BAD_CMDS if malicious else BENIGN_CMDS)
+            lines = event("59", pid, exe, cmd.format(pid=target), None)
+        elif malicious:                                         # maps, then mem of the same target
+            lines = (event("257", pid, "/usr/bin/python3", "python3 mimipenguin.py", f"/proc/{target}/maps")
+                     + event("257", pid, "/usr/bin/python3", "python3 mimipenguin.py", f"/proc/{target}/mem"))
+        else:
+            path = rnd.choice(BENIGN_FILES).format(pid=target)
+            lines = event("257", pid, "/usr/bin/cat", "cat /proc/meminfo", path)
+        for line in lines:
+            yield line
+        produced += len(lines)
 
 
 def run_engine(engine: str, n: int) -> dict:
@@ -94,7 +117,6 @@ def run_engine(engine: str, n: int) -> dict:
         log_file = Path(tmp) / "audit.log"
         if engine == "spl":
             log_file.write_text("\n".join(audit_lines(n)) + "\n")
-            audit = read_auditd(log_file, "audit.log", "bench-host")
         started = time.perf_counter()
         processed, hits, passes, ingest = 0, 0, 0, None
         if engine == "sigma":
@@ -134,13 +156,20 @@ def run_engine(engine: str, n: int) -> dict:
                     passes += len(tables[q.scope.state["source"]])
             processed = sum(len(t) for t in tables.values())
         elif engine == "spl":
-            from dac.spl_engine import SplSession
-            session = SplSession(audit.splunk_events, datetime(2026, 11, 23))
+            # the records go into DuckDB one at a time (never a million dicts at once); like
+            # Splunk's indexing and the KQL engine's load, that is reported apart
+            from dac.samplelogs import auditd_splunk_events
+            from dac.spl_sql import SplIndex, SqlSession
+            index = SplIndex(auditd_splunk_events(log_file, "bench-host"))
+            ingest = time.perf_counter() - started
+            session = SqlSession(index, datetime(2026, 11, 23))
+            started = time.perf_counter()
+            records = index.con.execute("SELECT count(*) FROM spl_index").fetchone()[0]
             for q in queries:
                 if q.target.format == "auditd":
                     hits += len(session.run(q.text))
-                    passes += len(audit.splunk_events)
-            processed = len(audit.splunk_events)
+                    passes += records
+            processed = records
         wall = time.perf_counter() - started
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"engine": engine, "events_processed": processed, "rule_passes": passes, "seconds": round(wall, 2),

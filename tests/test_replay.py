@@ -171,3 +171,19 @@ def test_events_mode_on_defender_rows_needs_the_table(capsys):
     hits = [l.split("\t") for l in capsys.readouterr().out.splitlines()]
     assert {h[0] for h in hits} >= {"MimiPenguin", "LaZagne", "ProcMemManualDump"}
     assert all(h[3] == "sigma,kql" for h in hits)
+
+
+def test_a_difference_between_the_duckdb_spl_engine_and_the_python_reference_fails(monkeypatch, capsys):
+    """dac test runs the SPL on DuckDB and on the Python reference; rows that differ are a failure
+    even when the verdicts happen to agree with the labels."""
+    from dac.spl_sql import SqlSession
+    real_run = SqlSession.run
+
+    def drifting_run(self, text):
+        rows = real_run(self, text)
+        return [{**r, "audit_serial": "0"} if i == 0 and "audit_serial" in r else r for i, r in enumerate(rows)]
+    monkeypatch.setattr(SqlSession, "run", drifting_run)
+    assert run_dac("test", "--target", "splunk_auditd") == 1
+    err = capsys.readouterr().err
+    assert "the DuckDB SPL engine and the Python reference disagree" in err
+    assert "audit_serial: reference" in err and "DuckDB '0'" in err

@@ -129,14 +129,17 @@ def _test_events(layout: Layout, ruleset, queries, args) -> int:
     label = LabelFile(str(path), path, args.format, args.table, args.host, {}, {})
     selected = [q for q in queries if (not args.rule or q.rule.name in args.rule) and (not args.target or q.target.name in args.target)]
     hits = 0
-    for v in Replayer(layout, selected, ruleset).run_log(label, log, selected):
+    replayer = Replayer(layout, selected, ruleset)
+    for v in replayer.run_log(label, log, selected):
         keys = set().union(*(k for k in v.engines.values() if k is not None))
         for key in sorted(keys, key=str):
             engines = ",".join(e for e, k in v.engines.items() if k is not None and key in k)
             print(f"{v.rule}\t{v.target}\t{key}\t{engines}")
             hits += 1
+    for difference in replayer.spl_differences:
+        print(f"failure: {difference}", file=sys.stderr)
     print(f"{hits} hits, {len(log.problems)} malformed lines skipped", file=sys.stderr)
-    return 1 if args.strict and log.problems else 0
+    return 1 if replayer.spl_differences or (args.strict and log.problems) else 0
 
 
 def cmd_coverage(layout: Layout, args) -> int:

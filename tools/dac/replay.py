@@ -1,8 +1,10 @@
 """`dac test`: every compiled query executed against the labelled sample logs in testdata/.
 
 Three engines give a verdict per event: Sigma semantics (SQLite), the generated KQL
-(duckdb-kql) and the generated SPL (dac.spl_engine). Each verdict is compared with the label,
-and the three are compared with each other (a disagreement is a failure of its own).
+(duckdb-kql) and the generated SPL (compiled to DuckDB by dac.spl_sql, with the Python reference
+evaluator dac.spl_engine run alongside: any difference in their rows is a failure). Each verdict is
+compared with the label, and the three are compared with each other (a disagreement is a failure
+of its own).
 Correlation rules are compared per group (the group-by values) instead of per event.
 """
 from __future__ import annotations
@@ -24,7 +26,8 @@ from .problems import DacError, Problem
 from .repo import Layout
 from .rules import RuleSet
 from .samplelogs import SampleLog, read_log
-from .spl_engine import SplSession, SplUnsupported
+from .spl_checked import CheckedSpl
+from .spl_parse import SplUnsupported
 
 ENGINES = ("sigma", "kql", "spl")
 # DeviceFileEvents actions that are not reads (sigma/pipelines/sentinel_defender_xdr.yml source_filter)
@@ -115,6 +118,7 @@ class Replayer:
         self.sigma = SigmaEngine()
         self.now = now or datetime(2026, 11, 23, tzinfo=timezone.utc)
         self._kql: KqlEngine | None = None
+        self.spl_differences: list[str] = []
 
     @property
     def kql(self) -> KqlEngine:
@@ -124,7 +128,7 @@ class Replayer:
 
     def run_log(self, label: LabelFile, log: SampleLog, queries: list[Query]) -> list[Verdicts]:
         results = []
-        spl = SplSession(log.splunk_events, self.now)
+        spl = CheckedSpl(log.splunk_events, self.now)
         if log.format == "mde":
             # only this file's table holds rows, so a query never sees another file's events
             for table in self.kql.tables:
@@ -147,14 +151,15 @@ class Replayer:
                     v.not_testable["kql"] = str(e)
             else:
                 try:
-                    rows = spl.run(q.text)
+                    rows = spl.run(q.text, f"{label.path}: rule {q.rule.name} on {q.target.name}")
                     v.engines["spl"] = {str(r.get(SPL_KEY_FIELD[log.format])) for r in rows}
                 except SplUnsupported as e:
                     v.not_testable["spl"] = str(e)
             results.append(v)
+        self.spl_differences += spl.differences
         return results
 
-    def _run_correlation(self, q: Query, label: LabelFile, log: SampleLog, spl: SplSession) -> Verdicts:
+    def _run_correlation(self, q: Query, label: LabelFile, log: SampleLog, spl: CheckedSpl) -> Verdicts:
         corr = q.rule.rule
         group_by = list(corr.group_by or [])
         expected = {tuple(str(g.get(f)) for f in group_by) for g in label.correlations.get(str(corr.id), [])}
@@ -172,7 +177,7 @@ class Replayer:
             if q.target.language == "kql":
                 rows = self.kql.run(q.text)
             else:
-                rows = spl.run(q.text)
+                rows = spl.run(q.text, f"{label.path}: rule {q.rule.name} on {q.target.name}")
             v.engines[q.target.language] = {tuple(str(r.get(f)) for f in group_by) for r in rows}
         except (KqlNotTestable, SplUnsupported) as e:
             v.not_testable[q.target.language] = str(e)
@@ -265,7 +270,10 @@ def check_hunting(replayer: Replayer, queries: list[Query], config: dict, logs: 
                     got = Counter((r["Detection"], "", _epoch(r["Timestamp"])) for r in replayer.kql.run(text))
                 else:
                     events = [e for label, log in logs if log.format != "mde" for e in log.splunk_events]
-                    got = Counter((r["detection"], r["target"], _epoch(r["_time"])) for r in SplSession(events, replayer.now).run(text))
+                    spl = CheckedSpl(events, replayer.now)
+                    rows = spl.run(text, f"hunting query {spec.name} (spl)")
+                    failures += spl.differences
+                    got = Counter((r["detection"], r["target"], _epoch(r["_time"])) for r in rows)
             except (KqlNotTestable, SplUnsupported) as e:
                 failures.append(f"hunting query {spec.name} ({language}) is not testable: {e}")
                 continue
@@ -297,6 +305,7 @@ def run_labelled(layout: Layout, ruleset: RuleSet, queries: list[Query], rule_fi
         report.verdicts += replayer.run_log(label, log, selected)
         logs.append((label, log))
     report.failures += compare(report.verdicts, {(q.rule.name, q.target.name): q for q in selected})
+    report.failures += replayer.spl_differences
     if config is not None and not rule_filter and not target_filter:
         report.failures += check_hunting(replayer, queries, config, logs)
     # a rule x target that no labelled event exercises is untested, whatever the engines say
