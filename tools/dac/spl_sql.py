@@ -406,9 +406,14 @@ def _rex_step(chain: _Chain, spec: Rex) -> None:
     if not groups:
         raise SplUnsupported(f"rex {spec.pattern!r} has no named group")
     source = _text1(expression(("field", spec.field), chain.fields))
+    several = len(groups) > 1
+    if several:         # one regex pass for all groups: a struct of groups 1..n, then its members
+        slots = ", ".join(f"'g{i}'" for i in range(1, max(groups.values()) + 1))
+        chain.stage(f"SELECT *, regexp_extract({source}, {_lit(regex)}, [{slots}]) AS \"#rex\" FROM {{src}}")
     assignments = []
     for name, number in groups.items():
-        found = f"NULLIF(regexp_extract({source}, {_lit(regex)}, {number}), '')"
+        extract = f'"#rex".g{number}' if several else f"regexp_extract({source}, {_lit(regex)}, {number})"
+        found = f"NULLIF({extract}, '')"
         old = expression(("field", name), chain.fields)
         if old.kind in ("null", "str"):
             assignments.append((name, Expr(f"coalesce({found}, {old.sql})", "str")))
@@ -417,6 +422,8 @@ def _rex_step(chain: _Chain, spec: Rex) -> None:
         else:
             raise SplUnsupported(f"rex into the numeric field {name} is outside the compiled subset")
     chain.assign(assignments)
+    if several:
+        chain.stage('SELECT * EXCLUDE ("#rex") FROM {src}')
 
 
 def _regex_step(chain: _Chain, spec: tuple[str, bool, str]) -> None:
@@ -612,7 +619,7 @@ class SplIndex:
         self.con.execute(f"SET temp_directory = {_lit(self._spill.name)}")
         if memory_limit:
             self.con.execute(f"SET memory_limit = {_lit(memory_limit)}")
-        self.con.execute("SET preserve_insertion_order = true")
+        self.con.execute("SET preserve_insertion_order = false")     # order is the #seq column
         self.con.create_function("spl_py_unquote", lambda s: unquote(s, errors="replace"), ["VARCHAR"], "VARCHAR")
         for macro in _MACROS:
             self.con.execute(f"CREATE OR REPLACE MACRO {macro}")
@@ -705,6 +712,11 @@ class SqlSession:
     def _compile(self, pipeline: Pipeline) -> _Chain:
         keys = prefix_keys(pipeline)
         points = cache_points(pipeline.steps)
+        # a point followed by nothing but per-event updates up to the next point is not kept:
+        # writing its table costs more than a search diverging there would save
+        points = {i for i in points if not any(
+            j in points and all(s.name in ("eval", "rex") for s in pipeline.steps[i + 1:j + 1])
+            for j in range(i + 1, len(pipeline.steps)))}
         start = next((i + 1 for i in reversed(range(len(keys))) if keys[i] in self._cache), 0)
         if start:
             chain = _Chain(*self._cache[keys[start - 1]])
