@@ -712,11 +712,6 @@ class SqlSession:
     def _compile(self, pipeline: Pipeline) -> _Chain:
         keys = prefix_keys(pipeline)
         points = cache_points(pipeline.steps)
-        # a point followed by nothing but per-event updates up to the next point is not kept:
-        # writing its table costs more than a search diverging there would save
-        points = {i for i in points if not any(
-            j in points and all(s.name in ("eval", "rex") for s in pipeline.steps[i + 1:j + 1])
-            for j in range(i + 1, len(pipeline.steps)))}
         start = next((i + 1 for i in reversed(range(len(keys))) if keys[i] in self._cache), 0)
         if start:
             chain = _Chain(*self._cache[keys[start - 1]])
