@@ -82,3 +82,13 @@ def test_stats_by_a_field_holding_several_values_is_refused_at_run_time():
 
 def test_an_empty_index_answers_with_no_rows():
     assert run_spl_sql('index=linux sourcetype=linux_audit | stats count by host', [], NOW) == []
+
+
+def test_sql_that_duckdb_rejects_is_a_clear_failure_not_a_traceback(monkeypatch):
+    """A defect in the compiler must surface as a failure naming DuckDB's error (dac test then
+    reports the query as not testable, which fails the run)."""
+    import dac.spl_sql as spl_sql
+    session = SqlSession(SplIndex([{"_time": 1, "index": "i", "x": "a"}]), NOW)
+    monkeypatch.setattr(spl_sql, "_lit", lambda text: "'" + text)        # unbalanced quotes
+    with pytest.raises(SplUnsupported, match="DuckDB could not run the SQL compiled from this search: ParserException"):
+        session.run('index=i x="a"')

@@ -684,10 +684,12 @@ class SqlSession:
         try:
             chain = self._compile(parse_pipeline(text))
             cursor = self.con.execute(chain.sql(f"SELECT * FROM {{src}} ORDER BY {SEQ}"))
-        except duckdb.InvalidInputException as e:
+        except duckdb.Error as e:
             if MULTIVALUE_BY in str(e):
                 raise SplUnsupported(MULTIVALUE_BY + str(e).split(MULTIVALUE_BY, 1)[1]) from None
-            raise
+            # a compiler defect: reported as a failure of this query (never a pass), not a traceback
+            raise SplUnsupported(f"DuckDB could not run the SQL compiled from this search: "
+                                 f"{type(e).__name__}: {str(e).splitlines()[0]}") from None
         names = [d[0] for d in cursor.description]
         kinds = [chain.fields.get(field_of(n)) for n in names]
         rows = []
