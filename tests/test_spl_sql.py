@@ -92,3 +92,21 @@ def test_sql_that_duckdb_rejects_is_a_clear_failure_not_a_traceback(monkeypatch)
     monkeypatch.setattr(spl_sql, "_lit", lambda text: "'" + text)        # unbalanced quotes
     with pytest.raises(SplUnsupported, match="DuckDB could not run the SQL compiled from this search: ParserException"):
         session.run('index=i x="a"')
+
+
+@pytest.mark.parametrize("expression, expected", [
+    ("7 % 3", 1), ("-7 % 3", 2), ("7 / 2", 3.5), ("7 - 10", -3), ('"a" . x', "a41"), ('"a" + "b"', "ab"),
+])
+def test_arithmetic_matches_the_reference(expression, expected):
+    events = [{"_time": 1, "index": "i", "x": "41"}]
+    for run in (run_spl, run_spl_sql):
+        assert run(f'index=i | eval r={expression} | table r', events, NOW) == [{"r": expected}]
+
+
+def test_plus_on_a_field_that_may_be_text_is_refused_by_the_compiler():
+    """The reference adds when both sides read as numbers and concatenates otherwise, a choice made
+    per event; the compiler gives every field one type, so it refuses rather than guess."""
+    events = [{"_time": 1, "index": "i", "x": "41"}]
+    assert run_spl('index=i | eval r=x + 1 | table r', events, NOW) == [{"r": 42}]
+    with pytest.raises(SplUnsupported, match=r"\+ on values that may be text or numbers"):
+        run_spl_sql('index=i | eval r=x + 1 | table r', events, NOW)
