@@ -45,6 +45,8 @@ def test_dac_test_passes_on_the_repository_testdata(capsys):
     assert any(line.startswith("AuditdProcMemOpen") and "splunk_auditd" in line for line in table)
     assert any(line.startswith("ProcMapsThenMemRead") and "splunk_auditd" in line for line in table)
     assert "not testable" not in out.out
+    # every SPL search (10 rule x target x file runs, the hunting search) ran on both SPL engines
+    assert "rows compared with the Python reference's on 11 searches" in out.out
 
 
 def test_json_output_lists_every_verdict(capsys):

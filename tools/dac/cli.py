@@ -103,13 +103,15 @@ def cmd_test(layout: Layout, args) -> int:
                           "expected": sorted(v.expected, key=str),
                           "engines": {e: (sorted(k, key=str) if k is not None else None) for e, k in v.engines.items()},
                           "not_testable": v.not_testable} for v in report.verdicts],
-            "failures": report.failures, "skipped_lines": report.skipped_lines}, indent=2, default=str))
+            "failures": report.failures, "skipped_lines": report.skipped_lines,
+            "spl_cross_checks": report.spl_cross_checks}, indent=2, default=str))
     else:
         print("\n".join(summary_table(report.verdicts)))
         for line in report.skipped_lines:
             print(f"skipped: {line}", file=sys.stderr)
         for failure in report.failures:
             print(f"FAIL {failure}", file=sys.stderr)
+        print(f"spl: the DuckDB engine's rows compared with the Python reference's on {report.spl_cross_checks} searches")
         print(f"{len(report.verdicts)} rule x target x file runs, {len(report.failures)} failures, "
               f"{len(report.skipped_lines)} malformed lines skipped")
     if report.failures or (args.strict and report.skipped_lines):

@@ -63,6 +63,7 @@ class Report:
     verdicts: list[Verdicts] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     skipped_lines: list[str] = field(default_factory=list)
+    spl_cross_checks: int = 0       # SPL searches whose rows the DuckDB engine and the reference both gave
 
 
 def load_labels(layout: Layout, ruleset: RuleSet) -> list[LabelFile]:
@@ -119,6 +120,7 @@ class Replayer:
         self.now = now or datetime(2026, 11, 23, tzinfo=timezone.utc)
         self._kql: KqlEngine | None = None
         self.spl_differences: list[str] = []
+        self.spl_compared = 0
 
     @property
     def kql(self) -> KqlEngine:
@@ -157,6 +159,7 @@ class Replayer:
                     v.not_testable["spl"] = str(e)
             results.append(v)
         self.spl_differences += spl.differences
+        self.spl_compared += spl.compared
         return results
 
     def _run_correlation(self, q: Query, label: LabelFile, log: SampleLog, spl: CheckedSpl) -> Verdicts:
@@ -273,6 +276,7 @@ def check_hunting(replayer: Replayer, queries: list[Query], config: dict, logs: 
                     spl = CheckedSpl(events, replayer.now)
                     rows = spl.run(text, f"hunting query {spec.name} (spl)")
                     failures += spl.differences
+                    replayer.spl_compared += spl.compared
                     got = Counter((r["detection"], r["target"], _epoch(r["_time"])) for r in rows)
             except (KqlNotTestable, SplUnsupported) as e:
                 failures.append(f"hunting query {spec.name} ({language}) is not testable: {e}")
@@ -308,6 +312,7 @@ def run_labelled(layout: Layout, ruleset: RuleSet, queries: list[Query], rule_fi
     report.failures += replayer.spl_differences
     if config is not None and not rule_filter and not target_filter:
         report.failures += check_hunting(replayer, queries, config, logs)
+    report.spl_cross_checks = replayer.spl_compared
     # a rule x target that no labelled event exercises is untested, whatever the engines say
     for q in selected:
         rid = str(q.rule.rule.id)

@@ -31,12 +31,14 @@ class CheckedSpl:
         self.reference = SplSession(events, now)
         self.fast = SqlSession(SplIndex(events), now)
         self.differences: list[str] = []
+        self.compared = 0           # searches run on both engines
 
     def run(self, text: str, what: str) -> list[dict]:
         """Rows of the DuckDB engine; `what` names the query in a difference report. Raises
         SplUnsupported when either engine refuses the query."""
         got = self.fast.run(text)
         expected = _normal(self.reference.run(text))
+        self.compared += 1
         if expected != got:
             self.differences.append(f"{what}: the DuckDB SPL engine and the Python reference disagree: "
                                     f"{_first_difference(expected, got)}")
