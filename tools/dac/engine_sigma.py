@@ -62,14 +62,17 @@ class SigmaEngine:
         named = set(re.findall(r"[A-Za-z_]\w*", re.sub(r"'(?:[^']|'')*'", "", query)))
         present: set[str] = set()
         for row in rows:
-            present.update(row.keys())
+            present.update(row)
         columns = sorted((present & named) - {"dac_key"}) + ["dac_key"]
         con = sqlite3.connect(":memory:")
         try:
             con.create_function("regexp", 2, _regexp, deterministic=True)
             con.execute("CREATE TABLE logs (" + ", ".join(f'"{c}" TEXT COLLATE NOCASE' for c in columns) + ")")
+            # strings (nearly every cell) go in as they are; the rest through _text; a generator,
+            # so the rows are not copied into a second list first
             con.executemany(f"INSERT INTO logs VALUES ({', '.join('?' * len(columns))})",
-                            [[_text(row.get(c)) for c in columns] for row in rows])
+                            ([v if (v := row.get(c)) is None or type(v) is str else _text(v) for c in columns]
+                             for row in rows))
             cursor = con.execute(query.replace("SELECT *", "SELECT dac_key", 1))
             return {r[0] for r in cursor.fetchall()}
         finally:
