@@ -31,20 +31,16 @@ from datetime import datetime, timezone
 from typing import Callable, Iterable
 from urllib.parse import unquote
 
-from .spl_check import pcre_to_python
-from .spl_parse import (COMPARISONS, NUMBER, PER_EVENT, Aggregation, Pipeline, Rex, Search, Sort, Stats,
-                        SplUnsupported, cache_points, parse_eval, parse_pipeline, parse_search, prefix_keys,
-                        resolve_time)
+from .spl_parse import (COMPARISONS, NUMBER, Pipeline, Rex, Search, Sort, Stats, SplUnsupported, cache_points,
+                        parse_pipeline, prefix_keys, python_regex, resolve_time, text_value, wildcard)
 
-__all__ = ["SplSession", "SplUnsupported", "run_spl", "compile_search", "compile_eval"]
+__all__ = ["SplSession", "SplUnsupported", "run_spl"]
 
 Event = dict
 Value = object          # None, str, int/float, or list[str] (multivalue)
 
 
 # --- values ----------------------------------------------------------------------------------------
-
-
 
 def _values(v: Value) -> list:
     if v is None:
@@ -66,34 +62,10 @@ def _number(v) -> float | None:
     return None
 
 
-def _text(v) -> str:
-    if isinstance(v, float) and v.is_integer():
-        return str(int(v))
-    return str(v)
-
-
 def _mv(values: list) -> Value:
     if not values:
         return None
     return values[0] if len(values) == 1 else values
-
-
-@functools.lru_cache(maxsize=2048)
-def _regex(pattern: str, flags: int = 0) -> re.Pattern:
-    python = pcre_to_python(pattern)
-    if python is None:
-        raise SplUnsupported(f"regex uses PCRE features Python's re lacks: {pattern}")
-    try:
-        return re.compile(python, flags)
-    except re.error as e:
-        raise SplUnsupported(f"invalid regex {pattern!r}: {e}") from None
-
-
-@functools.lru_cache(maxsize=2048)
-def _wildcard(value: str) -> re.Pattern:
-    """A search-language value: `*` matches anything, the rest literally, without case."""
-    return re.compile("".join(".*" if part == "*" else re.escape(part) for part in re.split(r"(\*)", value)),
-                      re.I | re.S)
 
 
 # --- search language -----------------------------------------------------------------------------
@@ -108,7 +80,7 @@ def _exact_any(field: str, items: list[str]) -> Callable[[Event], bool]:
             return False
         if type(v) is str:
             return v.lower() in wanted
-        return any(_text(x).lower() in wanted for x in _values(v))
+        return any(text_value(x).lower() in wanted for x in _values(v))
     return match
 
 
@@ -129,42 +101,30 @@ def _search_predicate(tree: tuple) -> Callable[[Event], bool]:
         _, field, items = tree
         if not any("*" in i for i in items):
             return _exact_any(field, items)
-        patterns = [_wildcard(i) for i in items]
-        return lambda e: any(p.fullmatch(_text(v)) for v in _values(e.get(field)) for p in patterns)
+        patterns = [wildcard(i) for i in items]
+        return lambda e: any(p.fullmatch(text_value(v)) for v in _values(e.get(field)) for p in patterns)
     _, field, op, value = tree
     if op in ("=", "!="):
-        pattern = _wildcard(value)
+        pattern = wildcard(value)
         if op == "=" and "*" not in value:
             return _exact_any(field, [value])
         if op == "=":
-            return lambda e: any(pattern.fullmatch(_text(v)) for v in _values(e.get(field)))
+            return lambda e: any(pattern.fullmatch(text_value(v)) for v in _values(e.get(field)))
         # field!=value: the field must exist and no value match (unlike NOT field=value)
         return lambda e: field in e and e[field] is not None and not any(
-            pattern.fullmatch(_text(v)) for v in _values(e[field]))
+            pattern.fullmatch(text_value(v)) for v in _values(e[field]))
     number = float(_number(value))
     compare = {"<": float.__lt__, "<=": float.__le__, ">": float.__gt__, ">=": float.__ge__}[op]
     return lambda e: any((n := _number(v)) is not None and compare(float(n), number) for v in _values(e.get(field)))
 
 
-def time_bounds(search: Search, now: float) -> tuple[float, float] | None:
-    if search.earliest is None and search.latest is None:
-        return None
-    low = resolve_time(search.earliest, now) if search.earliest is not None else float("-inf")
-    high = resolve_time(search.latest, now) if search.latest is not None else float("inf")
-    return low, high
-
-
 def _search_filter(search: Search, now: float) -> Callable[[Event], bool]:
     pred = _search_predicate(search.tree)
-    bounds = time_bounds(search, now)
-    if bounds is None:
+    if search.earliest is None and search.latest is None:
         return pred
-    low, high = bounds
+    low = resolve_time(search.earliest, now) if search.earliest is not None else float("-inf")
+    high = resolve_time(search.latest, now) if search.latest is not None else float("inf")
     return lambda e: low <= float(e.get("_time", 0)) < high and pred(e)
-
-
-def compile_search(text: str, now: float) -> Callable[[Event], bool]:
-    return _search_filter(parse_search(text), now)
 
 
 # --- eval expressions ----------------------------------------------------------------------------
@@ -178,7 +138,7 @@ def _compare(op: str, a, b) -> bool | None:
         if nx is not None and ny is not None:
             x, y = float(nx), float(ny)
         else:
-            x, y = _text(x), _text(y)
+            x, y = text_value(x), text_value(y)
         if {"=": x == y, "==": x == y, "!=": x != y, "<": x < y, "<=": x <= y, ">": x > y, ">=": x >= y}[op]:
             return True
     return False
@@ -188,10 +148,10 @@ def _arith(op: str, a, b):
     if a is None or b is None:
         return None
     if op == ".":
-        return _text(_first(a)) + _text(_first(b))
+        return text_value(_first(a)) + text_value(_first(b))
     na, nb = _number(_first(a)), _number(_first(b))
     if op == "+" and (na is None or nb is None):
-        return _text(_first(a)) + _text(_first(b))          # + concatenates strings
+        return text_value(_first(a)) + text_value(_first(b))          # + concatenates strings
     if na is None or nb is None:
         return None
     if op == "/" and nb == 0:
@@ -203,8 +163,8 @@ def _arith(op: str, a, b):
 def _like(value, pattern) -> bool | None:
     if value is None or pattern is None:
         return None
-    regex = "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in _text(pattern))
-    return any(re.fullmatch(regex, _text(v), re.S) for v in _values(value))
+    regex = "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in text_value(pattern))
+    return any(re.fullmatch(regex, text_value(v), re.S) for v in _values(value))
 
 
 @functools.lru_cache(maxsize=256)
@@ -223,19 +183,19 @@ def _replace_template(template: str):
 def _fn_match(s, pattern):
     if s is None or pattern is None:
         return None
-    regex = _regex(_text(pattern))
-    return any(regex.search(_text(v)) for v in _values(s))
+    regex = python_regex(text_value(pattern))
+    return any(regex.search(text_value(v)) for v in _values(s))
 
 
 def _fn_replace(s, pattern, template):
     if s is None or pattern is None or template is None:
         return None
-    regex, expand = _regex(_text(pattern)), _replace_template(_text(template))
-    return _mv([regex.sub(expand, _text(v)) for v in _values(s)])
+    regex, expand = python_regex(text_value(pattern)), _replace_template(text_value(template))
+    return _mv([regex.sub(expand, text_value(v)) for v in _values(s)])
 
 
 def _fn_urldecode(s):
-    return None if s is None else _mv([unquote(_text(v), errors="replace") for v in _values(s)])
+    return None if s is None else _mv([unquote(text_value(v), errors="replace") for v in _values(s)])
 
 
 def _fn_mvindex(mv, start, end=None):
@@ -251,9 +211,9 @@ def _fn_mvindex(mv, start, end=None):
 
 
 def _fn_mvfind(mv, pattern):
-    regex = _regex(_text(pattern))
+    regex = python_regex(text_value(pattern))
     for i, v in enumerate(_values(mv)):
-        if regex.search(_text(v)):
+        if regex.search(text_value(v)):
             return i
     return None
 
@@ -261,7 +221,7 @@ def _fn_mvfind(mv, pattern):
 def _fn_substr(s, start, length=None):
     if s is None:
         return None
-    text, i = _text(_first(s)), int(float(start))
+    text, i = text_value(_first(s)), int(float(start))
     i = i - 1 if i > 0 else len(text) + i
     return text[i:] if length is None else text[i: i + int(float(length))]
 
@@ -270,7 +230,7 @@ def _fn_tonumber(s, base=None):
     if s is None:
         return None
     try:
-        return int(_text(_first(s)), int(base)) if base is not None else _number(_first(s))
+        return int(text_value(_first(s)), int(base)) if base is not None else _number(_first(s))
     except ValueError:
         return None
 
@@ -288,10 +248,10 @@ _FUNCTIONS: dict[str, Callable] = {
     "mvindex": _fn_mvindex,
     "mvfind": _fn_mvfind,
     "mvcount": lambda v: None if v is None else len(_values(v)),
-    "lower": lambda v: None if v is None else _mv([_text(x).lower() for x in _values(v)]),
-    "upper": lambda v: None if v is None else _mv([_text(x).upper() for x in _values(v)]),
-    "len": lambda v: None if v is None else len(_text(_first(v))),
-    "tostring": lambda v: None if v is None else _text(_first(v)),
+    "lower": lambda v: None if v is None else _mv([text_value(x).lower() for x in _values(v)]),
+    "upper": lambda v: None if v is None else _mv([text_value(x).upper() for x in _values(v)]),
+    "len": lambda v: None if v is None else len(text_value(_first(v))),
+    "tostring": lambda v: None if v is None else text_value(_first(v)),
     "tonumber": _fn_tonumber,
     "substr": _fn_substr,
     "like": _like,
@@ -355,13 +315,9 @@ def _expression(tree: tuple) -> Callable[[Event], Value]:
         c, a, b = args
         return lambda e: a(e) if c(e) is True else b(e)
     if name in ("match", "mvfind", "replace") and arg_trees[1][0] == "str":
-        _regex(arg_trees[1][1])     # refuse a pattern Python cannot run before any event is seen
+        python_regex(arg_trees[1][1])     # refuse a pattern Python cannot run before any event is seen
     function = _FUNCTIONS[name]
     return lambda e: function(*(a(e) for a in args))
-
-
-def compile_eval(text: str) -> Callable[[Event], Value]:
-    return _expression(parse_eval(text))
 
 
 # --- commands ------------------------------------------------------------------------------------
@@ -412,14 +368,14 @@ def _cmd_eval(spec: list[tuple[str, tuple]], session) -> Command:
 
 
 def _cmd_rex(spec: Rex, session) -> Command:
-    field, regex = spec.field, _regex(spec.pattern)
+    field, regex = spec.field, python_regex(spec.pattern)
     names = list(regex.groupindex)
 
     def apply(e):
         value = e.get(field)
         if value is None:
             return
-        m = regex.search(value if type(value) is str else _text(_first(value)))
+        m = regex.search(value if type(value) is str else text_value(_first(value)))
         if m:
             for name in names:
                 found = m.group(name)
@@ -430,17 +386,17 @@ def _cmd_rex(spec: Rex, session) -> Command:
 
 def _cmd_regex(spec: tuple[str, bool, str], session) -> Command:
     field, keep, pattern = spec
-    regex = _regex(pattern)
-    return _per_event("filter", lambda e: any(regex.search(_text(v)) for v in _values(e.get(field))) == keep)
+    regex = python_regex(pattern)
+    return _per_event("filter", lambda e: any(regex.search(text_value(v)) for v in _values(e.get(field))) == keep)
 
 
 def sort_key(v) -> tuple:
     n = _number(v)
-    return (0, float(n), "") if n is not None else (1, 0.0, _text(v))
+    return (0, float(n), "") if n is not None else (1, 0.0, text_value(v))
 
 
 def _agg_values(values: list):
-    return _mv(sorted({v if type(v) is str else _text(v) for v in values}))
+    return _mv(sorted({v if type(v) is str else text_value(v) for v in values}))
 
 
 def _agg_minmax(values: list, pick):
@@ -449,14 +405,14 @@ def _agg_minmax(values: list, pick):
     numbers = [_number(v) for v in values]
     if all(n is not None for n in numbers):
         return values[numbers.index(pick(numbers))]
-    return pick((_text(v) for v in values))
+    return pick((text_value(v) for v in values))
 
 
 _AGGREGATES: dict[str, Callable[[list], Value]] = {
     "count": len,
-    "dc": lambda vs: len({_text(v) for v in vs}),
+    "dc": lambda vs: len({text_value(v) for v in vs}),
     "values": _agg_values,
-    "list": lambda vs: _mv([_text(v) for v in vs]),
+    "list": lambda vs: _mv([text_value(v) for v in vs]),
     "min": lambda vs: _agg_minmax(vs, min),
     "max": lambda vs: _agg_minmax(vs, max),
     "sum": lambda vs: (lambda s: int(s) if float(s).is_integer() else s)(sum(float(_number(v) or 0) for v in vs)) if vs else None,
@@ -512,7 +468,7 @@ def _cmd_streamstats(spec: Stats, session) -> Command:
     def run(events):
         state: dict[tuple, list[list]] = {}
         for e in events:
-            key = tuple(_text(_first(e.get(f))) if e.get(f) is not None else None for f in by)
+            key = tuple(text_value(_first(e.get(f))) if e.get(f) is not None else None for f in by)
             if None in key:     # Splunk leaves events without a by-field alone
                 continue
             slots = state.setdefault(key, [[] for _ in aggs])
@@ -544,7 +500,7 @@ def _cmd_sort(spec: Sort, session) -> Command:
 
 
 def _cmd_table(fields: list[str], session) -> Command:
-    patterns = [_wildcard(f) for f in fields]
+    patterns = [wildcard(f) for f in fields]
 
     def run(events):
         out = []

@@ -11,9 +11,12 @@ Trees are tuples:
 """
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Iterable
+
+from .spl_check import pcre_to_python
 
 
 class SplUnsupported(Exception):
@@ -79,6 +82,32 @@ _SEARCH_TOKEN = re.compile(r"""
 TIME_UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
 _RELATIVE = re.compile(r"([-+])(\d+)(s|sec|m|min|h|d|w)$")
 NUMBER = re.compile(r"\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*$")
+
+
+def text_value(v) -> str:
+    """A value as Splunk prints it: integral numbers without ".0"."""
+    return str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
+
+
+@functools.lru_cache(maxsize=2048)
+def python_regex(pattern: str) -> re.Pattern:
+    """A PCRE pattern from a query, compiled by Python's re (named groups and their numbers are
+    the same in DuckDB's RE2); refused when it uses what re lacks or does not compile."""
+    python = pcre_to_python(pattern)
+    if python is None:
+        raise SplUnsupported(f"regex uses PCRE features Python's re lacks: {pattern}")
+    try:
+        return re.compile(python)
+    except re.error as e:
+        raise SplUnsupported(f"invalid regex {pattern!r}: {e}") from None
+
+
+@functools.lru_cache(maxsize=2048)
+def wildcard(value: str) -> re.Pattern:
+    """A search-language value (or a field-name pattern): `*` matches anything, the rest
+    literally, without case."""
+    return re.compile("".join(".*" if part == "*" else re.escape(part) for part in re.split(r"(\*)", value)),
+                      re.I | re.S)
 
 
 def resolve_time(value: str, now: float) -> float:
@@ -464,7 +493,6 @@ _COMMANDS = {
     "table": lambda a: [f for f in FIELD_LIST.split(a.strip()) if f], "fields": _parse_fields,
     "head": _parse_head, "dedup": _parse_dedup, "append": _parse_append,
 }
-PER_EVENT = ("search", "where", "eval", "rex", "regex")     # commands that look at one event at a time
 FILTERS = ("search", "where", "regex")
 
 

@@ -38,9 +38,8 @@ from urllib.parse import unquote
 
 import duckdb
 
-from .spl_check import pcre_to_python
 from .spl_parse import (NUMBER, Pipeline, Rex, Search, Sort, SplUnsupported, Stats, cache_points, parse_pipeline,
-                        prefix_keys, resolve_time)
+                        prefix_keys, python_regex, resolve_time, text_value, wildcard)
 
 SEQ = '"#seq"'
 _TABLE_NUMBERS = itertools.count(1)       # temporary tables are per connection, sessions may share one
@@ -82,15 +81,10 @@ def _lit(text: str) -> str:
 
 
 def _re2(pattern: str) -> tuple[str, dict[str, int]]:
-    """A PCRE pattern in the syntax DuckDB's RE2 reads, and its named groups' numbers."""
-    python = pcre_to_python(pattern)
-    if python is None:
-        raise SplUnsupported(f"regex uses PCRE features Python's re lacks: {pattern}")
-    try:
-        groups = re.compile(python).groupindex
-    except re.error as e:
-        raise SplUnsupported(f"invalid regex {pattern!r}: {e}") from None
-    return python, dict(groups)
+    """A PCRE pattern in the syntax DuckDB's RE2 reads (Python's, which RE2 shares for what the
+    subset uses), and its named groups' numbers."""
+    compiled = python_regex(pattern)
+    return compiled.pattern, dict(compiled.groupindex)
 
 
 @dataclass
@@ -542,8 +536,8 @@ def _streamstats_step(chain: _Chain, spec: Stats) -> None:
 
 
 def _sort_step(chain: _Chain, spec: Sort) -> None:
-    terms = [t for f, desc in spec.keys for t in _sort_terms(expression(("field", f), chain.fields), desc)
-             if expression(("field", f), chain.fields).kind != "null"]
+    keys = [(expression(("field", f), chain.fields), desc) for f, desc in spec.keys]
+    terms = [t for e, desc in keys if e.kind != "null" for t in _sort_terms(e, desc)]
     chain.stage(f"SELECT * EXCLUDE ({SEQ}), row_number() OVER (ORDER BY {', '.join(terms + [SEQ])}) AS {SEQ} FROM {{src}}")
     if spec.limit:
         chain.stage(f"SELECT * FROM {{src}} WHERE {SEQ} <= {spec.limit}")
@@ -553,8 +547,7 @@ def _table_step(chain: _Chain, names: list[str]) -> None:
     keep = []
     for name in names:
         if "*" in name:
-            pattern = re.compile(".*".join(map(re.escape, name.split("*"))), re.I | re.S)
-            keep += [f for f in chain.fields if pattern.fullmatch(f) and f not in keep]
+            keep += [f for f in chain.fields if wildcard(name).fullmatch(f) and f not in keep]
         elif name in chain.fields and name not in keep:
             keep.append(name)
     chain.project(keep)
@@ -601,12 +594,8 @@ def _kind_of(value) -> str:
 
 def _cell(value):
     if isinstance(value, list):
-        return [_text(v) for v in value]
-    return _text(value)
-
-
-def _text(v) -> str:
-    return str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
+        return [text_value(v) for v in value]
+    return text_value(value)
 
 
 class SplIndex:
