@@ -119,8 +119,21 @@ class Replayer:
         self.sigma = SigmaEngine()
         self.now = now or datetime(2026, 11, 23, tzinfo=timezone.utc)
         self._kql: KqlEngine | None = None
-        self.spl_differences: list[str] = []
-        self.spl_compared = 0
+        self._spl_sessions: list[CheckedSpl] = []
+
+    def spl(self, events: list[dict]) -> CheckedSpl:
+        """The SPL engine over these events; its comparisons with the reference are kept."""
+        session = CheckedSpl(events, self.now)
+        self._spl_sessions.append(session)
+        return session
+
+    @property
+    def spl_differences(self) -> list[str]:
+        return [d for s in self._spl_sessions for d in s.differences]
+
+    @property
+    def spl_compared(self) -> int:
+        return sum(s.compared for s in self._spl_sessions)
 
     @property
     def kql(self) -> KqlEngine:
@@ -130,7 +143,7 @@ class Replayer:
 
     def run_log(self, label: LabelFile, log: SampleLog, queries: list[Query]) -> list[Verdicts]:
         results = []
-        spl = CheckedSpl(log.splunk_events, self.now)
+        spl = self.spl(log.splunk_events)
         if log.format == "mde":
             # only this file's table holds rows, so a query never sees another file's events
             for table in self.kql.tables:
@@ -158,8 +171,6 @@ class Replayer:
                 except SplUnsupported as e:
                     v.not_testable["spl"] = str(e)
             results.append(v)
-        self.spl_differences += spl.differences
-        self.spl_compared += spl.compared
         return results
 
     def _run_correlation(self, q: Query, label: LabelFile, log: SampleLog, spl: CheckedSpl) -> Verdicts:
@@ -273,10 +284,7 @@ def check_hunting(replayer: Replayer, queries: list[Query], config: dict, logs: 
                     got = Counter((r["Detection"], "", _epoch(r["Timestamp"])) for r in replayer.kql.run(text))
                 else:
                     events = [e for label, log in logs if log.format != "mde" for e in log.splunk_events]
-                    spl = CheckedSpl(events, replayer.now)
-                    rows = spl.run(text, f"hunting query {spec.name} (spl)")
-                    failures += spl.differences
-                    replayer.spl_compared += spl.compared
+                    rows = replayer.spl(events).run(text, f"hunting query {spec.name} (spl)")
                     got = Counter((r["detection"], r["target"], _epoch(r["_time"])) for r in rows)
             except (KqlNotTestable, SplUnsupported) as e:
                 failures.append(f"hunting query {spec.name} ({language}) is not testable: {e}")
@@ -309,9 +317,9 @@ def run_labelled(layout: Layout, ruleset: RuleSet, queries: list[Query], rule_fi
         report.verdicts += replayer.run_log(label, log, selected)
         logs.append((label, log))
     report.failures += compare(report.verdicts, {(q.rule.name, q.target.name): q for q in selected})
-    report.failures += replayer.spl_differences
     if config is not None and not rule_filter and not target_filter:
         report.failures += check_hunting(replayer, queries, config, logs)
+    report.failures += replayer.spl_differences
     report.spl_cross_checks = replayer.spl_compared
     # a rule x target that no labelled event exercises is untested, whatever the engines say
     for q in selected:

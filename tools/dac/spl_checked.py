@@ -28,16 +28,23 @@ def _first_difference(expected: list[dict], got: list[dict]) -> str:
 
 class CheckedSpl:
     def __init__(self, events: list[dict], now: datetime | float | None):
-        self.reference = SplSession(events, now)
-        self.fast = SqlSession(SplIndex(events), now)
+        self.events, self.now = events, now
+        self._sessions: tuple[SplSession, SqlSession] | None = None
         self.differences: list[str] = []
         self.compared = 0           # searches run on both engines
+
+    def _engines(self) -> tuple[SplSession, SqlSession]:
+        # built at the first search: a Defender file has no Splunk events and never needs them
+        if self._sessions is None:
+            self._sessions = SplSession(self.events, self.now), SqlSession(SplIndex(self.events), self.now)
+        return self._sessions
 
     def run(self, text: str, what: str) -> list[dict]:
         """Rows of the DuckDB engine; `what` names the query in a difference report. Raises
         SplUnsupported when either engine refuses the query."""
-        got = self.fast.run(text)
-        expected = _normal(self.reference.run(text))
+        reference, fast = self._engines()
+        got = fast.run(text)
+        expected = _normal(reference.run(text))
         self.compared += 1
         if expected != got:
             self.differences.append(f"{what}: the DuckDB SPL engine and the Python reference disagree: "
