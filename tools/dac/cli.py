@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 import time
 from collections import Counter
+from pathlib import Path
 
 from .artifacts import build_artifacts, compile_repository, existing_artifacts, stale_report, write_artifacts
 from .problems import DacError
@@ -121,7 +121,6 @@ def cmd_test(layout: Layout, args) -> int:
 
 def _test_events(layout: Layout, ruleset, queries, args) -> int:
     """Run every rule for the format over an unlabelled file and print the hits."""
-    from pathlib import Path
     from .replay import LabelFile, Replayer
     from .samplelogs import read_log
     path = Path(args.events)
@@ -157,7 +156,6 @@ def cmd_lint(layout: Layout, args) -> int:
 
 
 def cmd_package(layout: Layout, args) -> int:
-    from pathlib import Path
     from .splunk_app import package_splunk
     _, queries, config = compile_repository(layout)
     out = Path(args.out) if args.out else layout.root / "dist"
