@@ -37,6 +37,13 @@ def run_dac(*args: str) -> int:
     return main(list(args))
 
 
+def write_repo_file(layout: Layout, path: str, text: str) -> None:
+    """Put a file (a rule, a label…) at `path` in a sandbox repository, creating its folders."""
+    target = layout.root / path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text)
+
+
 def snapshot(folder: Path) -> dict[str, bytes]:
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 

@@ -5,7 +5,7 @@ import textwrap
 
 import pytest
 
-from conftest import run_dac, snapshot
+from conftest import run_dac, snapshot, write_repo_file
 
 RULE = textwrap.dedent("""\
     title: Test Rule
@@ -35,9 +35,7 @@ RULE_PATH = "sigma/rules/linux/process_creation/proc_creation_lnx_test_rule.yml"
 
 
 def write_rule(layout, text: str, path: str = RULE_PATH):
-    target = layout.root / path
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(text)
+    write_repo_file(layout, path, text)
 
 
 CASES = {

@@ -12,7 +12,7 @@ import textwrap
 import jsonschema
 import pytest
 
-from conftest import REPO
+from conftest import REPO, write_repo_file
 from dac.convert import compile_rules
 from dac.coverage import (LAYER_FILE, MARKDOWN_FILE, build_coverage_files, check_attack_tags, compute_coverage,
                           coverage_files, coverage_markdown, load_techniques, navigator_layer, read_labels,
@@ -52,9 +52,7 @@ TAG_LINE = 13          # `- attack.t1003.007` in RULE
 
 
 def write_rule(layout, text: str = RULE, path: str = RULE_PATH):
-    target = layout.root / path
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(text)
+    write_repo_file(layout, path, text)
 
 
 def compiled(layout):
@@ -155,9 +153,7 @@ def test_local_attack_list_is_complete_with_the_t1003_family(repo_layout):
 
 
 def test_a_malformed_technique_list_is_an_error_naming_the_file(sandbox):
-    path = sandbox.root / "sigma" / "attack" / "enterprise-techniques.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text('{"attack_version": "18.1",\n "tactics": [}\n')
+    write_repo_file(sandbox, "sigma/attack/enterprise-techniques.json", '{"attack_version": "18.1",\n "tactics": [}\n')
     with pytest.raises(DacError) as e:
         load_techniques(sandbox)
     assert str(e.value.problems[0]).startswith("sigma/attack/enterprise-techniques.json:2: malformed JSON")

@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, write_repo_file
 from dac.lint import DISABLED, SEVERITY_OVERRIDES, Finding, attack_stix_bundle, enabled_validators, lint_command, lint_rules
 from dac.coverage import load_techniques
 from dac.rules import load_rules
@@ -47,9 +47,7 @@ RULE_PATH = "sigma/rules/linux/process_creation/proc_creation_lnx_shadow_cat.yml
 
 
 def write_rule(layout, text: str = RULE, path: str = RULE_PATH):
-    target = layout.root / path
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(text)
+    write_repo_file(layout, path, text)
 
 
 @pytest.fixture
