@@ -99,7 +99,7 @@ def run_engine(engine: str, n: int) -> dict:
     from dac.repo import Layout
     from dac.rules import load_rules
     from dac.targets import load_targets
-    from dac.samplelogs import read_auditd
+    from dac.logs.auditd import read_file as read_auditd
     import tempfile
     layout = Layout(REPO)
     targets, _ = load_targets(layout)
@@ -158,7 +158,7 @@ def run_engine(engine: str, n: int) -> dict:
         elif engine == "spl":
             # the records go into DuckDB one at a time (never a million dicts at once); like
             # Splunk's indexing and the KQL engine's load, that is reported apart
-            from dac.samplelogs import auditd_splunk_events
+            from dac.logs.auditd import splunk_events_of_file as auditd_splunk_events
             from dac.spl_sql import SplIndex, SqlSession
             index = SplIndex(auditd_splunk_events(log_file, "bench-host"))
             ingest = time.perf_counter() - started

@@ -121,7 +121,7 @@ def test_hunting_query_is_the_seed_shape_generated_from_rules():
     assert "AccountName = InitiatingProcessAccountName" in kql.split("let MimiPenguin")[0]
     assert kql.count('Detection = "') == 4
     spl = (REPO / "conversions/hunting/t1003_007_hunting.splunk.spl").read_text()
-    assert spl.startswith("index=linux earliest=-24h latest=now sourcetype=linux_audit")
+    assert spl.startswith("index=linux earliest=-24h latest=now sourcetype IN (\"linux_audit\", \"linux:audit\")")
     assert spl.count("| append [ search index=linux earliest=-24h latest=now ") == 8   # 9 rule x target branches
     assert spl.endswith("| table _time host detection target user path process command_line\n| sort 0 - _time\n")
 

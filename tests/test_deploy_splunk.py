@@ -53,7 +53,7 @@ def test_plan_apply_and_a_second_apply_changes_nothing(repo, splunk, capsys):
     searches = managed(splunk)
     assert sorted(searches) == sorted(planned)
     one = searches["dac-18885d11-ba42-4352-9336-aada43826561-splunk_auditd"]
-    assert one["search"].startswith("index=linux sourcetype=linux_audit")
+    assert one["search"].startswith("index=linux sourcetype IN (\"linux_audit\", \"linux:audit\")")
     assert one["cron_schedule"] and one["dispatch.earliest_time"] and one["alert.severity"] == "5"
     assert "Managed by dac from sigma rule 18885d11-ba42-4352-9336-aada43826561 (target splunk_auditd)" in one["description"]
     assert re.search(r"\ndac-hash: [0-9a-f]{16}$", one["description"])

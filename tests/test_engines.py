@@ -9,7 +9,7 @@ from sigma.collection import SigmaCollection
 
 from dac.engine_kql import KqlEngine
 from dac.engine_sigma import SigmaEngine
-from dac.samplelogs import auditd_categories, decode_proctitle, read_auditd
+from dac.logs.auditd import categories as auditd_categories, decode_proctitle, read_file as read_auditd
 from dac.targets import Target
 
 TABLES = {"T": [("Timestamp", "datetime"), ("ReportId", "long"), ("Cmd", "string")]}
@@ -99,12 +99,12 @@ def test_proctitle_decoding_and_auditd_assembly(tmp_path):
         'type=PATH msg=audit(1795000000.300:44):\n')
     parsed = read_auditd(log, "audit.log", "web-01")
     assert [str(p) for p in parsed.problems] == [
-        "audit.log:7: malformed audit record (expected type=… msg=audit(epoch:serial): …)",
+        "audit.log:7: not an audit record (expected [node=… ]type=… msg=audit(epoch:serial): …, optionally after a syslog header)",
         "audit.log:8: truncated PATH record"]
     assert len(parsed.splunk_events) == 6                   # one Splunk event per record
     rows = {r["dac_key"]: r for r in parsed.rows}
-    assert rows["42"]["name"] == "/proc/812/mem" and rows["42"]["exe"] == "/usr/bin/python3"
-    assert rows["42"]["proctitle"] == "python3 mimipenguin.py" and rows["42"]["cwd"] == "/root"
-    assert "file_access" in rows["42"]["dac_categories"]
-    assert "file_access" not in rows["43"]["dac_categories"]   # O_WRONLY|O_CLOEXEC is a write
+    assert rows["web-01:42"]["name"] == "/proc/812/mem" and rows["web-01:42"]["exe"] == "/usr/bin/python3"
+    assert rows["web-01:42"]["proctitle"] == "python3 mimipenguin.py" and rows["web-01:42"]["cwd"] == "/root"
+    assert "file_access" in rows["web-01:42"]["dac_categories"]
+    assert "file_access" not in rows["web-01:43"]["dac_categories"]   # O_WRONLY|O_CLOEXEC is a write
     assert auditd_categories({"syscall": "59"}) == {"auditd", "process_creation"}

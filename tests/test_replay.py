@@ -4,6 +4,7 @@ disagreement between engines must fail with a message that names what is wrong."
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -18,9 +19,10 @@ FORMATS = {yaml.safe_load(p.read_text())["format"] for p in LABEL_FILES}
 
 
 def label_file(root: Path, fmt: str, table: str | None = None) -> Path:
+    """The canonical labelled file of a format (not a shape twin from testdata/shapes/)."""
     for path in sorted((root / "testdata").rglob("*.labels.yml")):
         data = yaml.safe_load(path.read_text())
-        if data["format"] == fmt and (table is None or data.get("table") == table):
+        if data["format"] == fmt and not data.get("twin_of") and (table is None or data.get("table") == table):
             return path
     raise AssertionError(f"no labelled {fmt} file in testdata/")
 
@@ -30,7 +32,7 @@ def test_testdata_covers_every_format_and_rule(repo_layout):
     labelled = set()
     for path in LABEL_FILES:
         data = yaml.safe_load(path.read_text())
-        labelled |= {i for ids in data["events"].values() for i in ids} | set(data.get("correlations") or {})
+        labelled |= {i for e in data["events"].values() for i in e["fires"]} | set(data.get("correlations") or {})
     generated = {str(r.rule.id) for r in load_rules(repo_layout).generated}
     assert generated <= labelled, f"rules without a single labelled hit: {generated - labelled}"
 
@@ -45,8 +47,9 @@ def test_dac_test_passes_on_the_repository_testdata(capsys):
     assert any(line.startswith("AuditdProcMemOpen") and "splunk_auditd" in line for line in table)
     assert any(line.startswith("ProcMapsThenMemRead") and "splunk_auditd" in line for line in table)
     assert "not testable" not in out.out
-    # every SPL search (10 rule x target x file runs, the hunting search) ran on both SPL engines
-    assert "rows compared with the Python reference's on 11 searches" in out.out
+    # every SPL search ran on both SPL engines: 6 auditd searches x 7 files (canonical + 6 shapes),
+    # 3 Sysmon x 5, 1 Tracee x 2, and the hunting search once
+    assert "rows compared with the Python reference's on 60 searches" in out.out
 
 
 def test_json_output_lists_every_verdict(capsys):
@@ -62,8 +65,8 @@ def test_json_output_lists_every_verdict(capsys):
 
 def _flip_first_hit(path: Path) -> tuple[str, str]:
     data = yaml.safe_load(path.read_text())
-    key, ids = next((k, v) for k, v in data["events"].items() if v)
-    data["events"][key] = ids[1:]
+    key, ids = next((k, v["fires"]) for k, v in data["events"].items() if v["fires"])
+    data["events"][key]["fires"] = ids[1:]
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return str(key), ids[0]
 
@@ -85,6 +88,16 @@ def test_a_lost_true_positive_in_kql_is_reported(sandbox, capsys):
     assert any(f"event {key}:" in l and "sentinel" in l and "kql=hit" in l for l in err.splitlines())
 
 
+def test_an_event_without_a_truth_label_is_an_error(sandbox, capsys):
+    path = label_file(sandbox.root, "tracee")
+    data = yaml.safe_load(path.read_text())
+    key = next(iter(data["events"]))
+    data["events"][key] = {"fires": data["events"][key]["fires"]}
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    assert run_dac("test") == 1
+    assert f"event {key}: needs {{truth: T1003.007 | malicious-context | benign" in capsys.readouterr().err
+
+
 def test_unlabelled_event_and_unknown_rule_id_are_errors(sandbox, capsys):
     path = label_file(sandbox.root, "sysmon")
     data = yaml.safe_load(path.read_text())
@@ -94,7 +107,7 @@ def test_unlabelled_event_and_unknown_rule_id_are_errors(sandbox, capsys):
     assert run_dac("test") == 1
     assert f"event {dropped} of testdata/" in capsys.readouterr().err
 
-    data["events"][dropped] = ["00000000-0000-0000-0000-000000000000"]
+    data["events"][dropped] = {"truth": "benign", "fires": ["00000000-0000-0000-0000-000000000000"]}
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     assert run_dac("test") == 1
     err = capsys.readouterr().err
@@ -113,18 +126,6 @@ def test_malformed_log_lines_are_skipped_and_fail_only_with_strict(sandbox, caps
     skipped = [l for l in out.err.splitlines() if l.startswith("skipped: testdata/")]
     assert len(skipped) == 4 and all(":" in l.split()[1] for l in skipped)
     assert run_dac("test", "--strict") == 1
-
-
-def test_events_mode_prints_hits_of_an_unlabelled_file(tmp_path, capsys):
-    log = label_file(REPO, "auditd").with_suffix("").with_suffix("")
-    copy = tmp_path / "audit.log"
-    copy.write_text(log.read_text())
-    assert run_dac("test", "--events", str(copy), "--format", "auditd", "--host", "h1") == 0
-    out = capsys.readouterr()
-    hits = [l.split("\t") for l in out.out.splitlines()]
-    assert hits and all(len(h) == 4 and h[1] == "splunk_auditd" for h in hits)
-    assert {h[0] for h in hits} >= {"ProcMemAccess", "AuditdProcMemOpen"}
-    assert all(h[3] == "sigma,spl" for h in hits if h[0] != "ProcMapsThenMemRead")
 
 
 def test_engine_disagreement_is_a_failure_that_shows_the_query():
@@ -150,29 +151,19 @@ def test_every_labelled_file_has_hits_and_misses(fmt):
     for path in LABEL_FILES:
         data = yaml.safe_load(path.read_text())
         if data["format"] == fmt:
-            verdicts = [bool(ids) for ids in data["events"].values()]
+            verdicts = [bool(e["fires"]) for e in data["events"].values()]
             assert any(verdicts) and not all(verdicts), path
 
 
 def test_a_rule_without_a_labelled_true_positive_fails(sandbox, capsys):
     path = label_file(sandbox.root, "tracee")
     data = yaml.safe_load(path.read_text())
-    data["events"] = {k: [] for k in data["events"]}
+    data["events"] = {k: {**e, "fires": []} for k, e in data["events"].items()}
     path.write_text(yaml.safe_dump(data, sort_keys=False))
+    shutil.rmtree(sandbox.root / "testdata" / "shapes" / "tracee")       # its twin labels the same events
     assert run_dac("test") == 1
     err = capsys.readouterr().err
     assert "rule TraceeProcMemAccess on splunk_tracee: no labelled true positive in testdata/ (tracee format)" in err
-
-
-def test_events_mode_on_defender_rows_needs_the_table(capsys):
-    rows = label_file(REPO, "mde", "DeviceProcessEvents").with_suffix("").with_suffix("")
-    with pytest.raises(SystemExit) as exit_info:
-        run_dac("test", "--events", str(rows), "--format", "mde")
-    assert exit_info.value.code == 2 and "--format mde needs --table" in capsys.readouterr().err
-    assert run_dac("test", "--events", str(rows), "--format", "mde", "--table", "DeviceProcessEvents") == 0
-    hits = [l.split("\t") for l in capsys.readouterr().out.splitlines()]
-    assert {h[0] for h in hits} >= {"MimiPenguin", "LaZagne", "ProcMemManualDump"}
-    assert all(h[3] == "sigma,kql" for h in hits)
 
 
 def test_a_difference_between_the_duckdb_spl_engine_and_the_python_reference_fails(monkeypatch, capsys):

@@ -45,7 +45,8 @@ def test_added_changed_moved_and_removed_rules(history, capsys):
     git(root, "mv", "sigma/rules/linux/process_creation/proc_creation_lnx_proc_mem_manual_dump.yml",
         "sigma/rules/linux/process_creation/proc_creation_lnx_proc_mem_dump_by_hand.yml")
     (root / TRACEE).unlink()
-    shutil.rmtree(root / "testdata" / "tracee")        # its labels go with it
+    shutil.rmtree(root / "testdata" / "tracee")        # its labels go with it, and its shape twin's
+    shutil.rmtree(root / "testdata" / "shapes" / "tracee")
     mimi = (history.rules / "linux/process_creation/proc_creation_lnx_mimipenguin.yml").read_text()
     new = re.sub(r"^id: .*$", "id: 6f1de0c5-3d6a-4a8e-9d5c-0b3d2f7a9e11", mimi, flags=re.M)
     new = re.sub(r"^name: .*$", "name: MimiPenguinTwin", new, flags=re.M)

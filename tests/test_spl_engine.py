@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dac.samplelogs import read_auditd
+from dac.logs.auditd import read_file as read_auditd
 from dac.spl_engine import SplUnsupported, run_spl as run_python
 from dac.spl_sql import run_spl_sql
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from dac.samplelogs import auditd_splunk_events
+from dac.logs.auditd import splunk_events_of_file as auditd_splunk_events
 from dac.spl_engine import run_spl
 from dac.spl_parse import SplUnsupported
 from dac.spl_sql import SplIndex, SqlSession, run_spl_sql

@@ -97,50 +97,84 @@ def cmd_test(layout: Layout, args) -> int:
     if args.events:
         return _test_events(layout, ruleset, queries, args)
     report = run_labelled(layout, ruleset, queries, set(args.rule or []), set(args.target or []), config)
+    baseline_failures = _metrics_baseline(layout, report, args)
     if args.json:
         print(json.dumps({
             "verdicts": [{"rule": v.rule, "rule_id": v.rule_id, "target": v.target, "log": v.log,
                           "expected": sorted(v.expected, key=str),
                           "engines": {e: (sorted(k, key=str) if k is not None else None) for e, k in v.engines.items()},
                           "not_testable": v.not_testable} for v in report.verdicts],
-            "failures": report.failures, "skipped_lines": report.skipped_lines,
-            "spl_cross_checks": report.spl_cross_checks}, indent=2, default=str))
+            "failures": report.failures + baseline_failures, "skipped_lines": report.skipped_lines,
+            "spl_cross_checks": report.spl_cross_checks,
+            "metrics": report.metrics.as_dict() if report.metrics else None}, indent=2, default=str))
     else:
         print("\n".join(summary_table(report.verdicts)))
         for line in report.skipped_lines:
             print(f"skipped: {line}", file=sys.stderr)
         for failure in report.failures:
             print(f"FAIL {failure}", file=sys.stderr)
+        if report.metrics:
+            from .metrics import render
+            print()
+            print("\n".join(render(report.metrics)))
+        for failure in baseline_failures:
+            print(f"FAIL {failure}", file=sys.stderr)
         print(f"spl: the DuckDB engine's rows compared with the Python reference's on {report.spl_cross_checks} searches")
-        print(f"{len(report.verdicts)} rule x target x file runs, {len(report.failures)} failures, "
+        print(f"{len(report.verdicts)} rule x target x file runs, {len(report.failures) + len(baseline_failures)} failures, "
               f"{len(report.skipped_lines)} malformed lines skipped")
-    if report.failures or (args.strict and report.skipped_lines):
+    if report.failures or baseline_failures or (args.strict and report.skipped_lines):
         return 1
     return 0
 
 
+METRICS_BASELINE = "testdata/metrics.baseline.json"
+
+
+def _metrics_baseline(layout: Layout, report, args) -> list[str]:
+    """--check: every metric that regressed against the checked-in baseline is a failure;
+    --update-baseline: write the current metrics as the new baseline."""
+    import json
+    if report.metrics is None or not (args.check or args.update_baseline):
+        return []
+    from .metrics import dumps, regressions
+    path = layout.root / METRICS_BASELINE
+    if args.update_baseline:
+        from .atomic import write_text_atomic
+        write_text_atomic(path, dumps(report.metrics))
+        print(f"metrics baseline written to {METRICS_BASELINE}", file=sys.stderr)
+        return []
+    if not path.is_file():
+        return [f"{METRICS_BASELINE}: no baseline to check against (run `dac test --update-baseline` and commit it)"]
+    try:
+        baseline = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as e:
+        return [f"{METRICS_BASELINE}: not JSON: {e}"]
+    return [f"metrics regressed against {METRICS_BASELINE}: {r}" for r in regressions(report.metrics.as_dict(), baseline)]
+
+
 def _test_events(layout: Layout, ruleset, queries, args) -> int:
-    """Run every rule for the format over an unlabelled file and print the hits."""
-    from .replay import LabelFile, Replayer
-    from .samplelogs import read_log
-    path = Path(args.events)
-    log = read_log(path, str(path), args.format, args.host)
-    for problem in log.problems:
-        print(f"skipped: {problem}", file=sys.stderr)
-    label = LabelFile(str(path), path, args.format, args.table, args.host, {}, {})
-    selected = [q for q in queries if (not args.rule or q.rule.name in args.rule) and (not args.target or q.target.name in args.target)]
-    hits = 0
-    replayer = Replayer(layout, selected, ruleset)
-    for v in replayer.run_log(label, log, selected):
-        keys = set().union(*(k for k in v.engines.values() if k is not None))
-        for key in sorted(keys, key=str):
-            engines = ",".join(e for e, k in v.engines.items() if k is not None and key in k)
-            print(f"{v.rule}\t{v.target}\t{key}\t{engines}")
-            hits += 1
-    for difference in replayer.spl_differences:
-        print(f"failure: {difference}", file=sys.stderr)
-    print(f"{hits} hits, {len(log.problems)} malformed lines skipped", file=sys.stderr)
-    return 1 if replayer.spl_differences or (args.strict and log.problems) else 0
+    """Offline hunting: every rule over unlabelled logs (files, directories, `-`), hits per rule."""
+    import json
+    from .hunt import hunt, render_table, skipped_lines
+    selected = [q for q in queries if (not args.rule or q.rule.name in args.rule or str(q.rule.rule.id) in args.rule)
+                and (not args.target or q.target.name in args.target)]
+    report = hunt(layout, ruleset, selected, args.events, args.format or "auto", args.host, args.table)
+    unreadable = [f for f in report.files if f.error]
+    skipped = sum(len(f.skipped) for f in report.files)
+    if args.json:
+        print(json.dumps(report.as_json(), indent=2, default=str))
+    else:
+        print("\n".join(render_table(report)))
+        for line in skipped_lines(report):
+            print(line, file=sys.stderr)
+    for f in unreadable:
+        print(f"error: {f.error}", file=sys.stderr)
+    for failure in report.failures:
+        print(f"failure: {failure}", file=sys.stderr)
+    print(f"{len(report.hits)} hits ({sum(1 for h in report.hits if h['alert'])} alert tier) in "
+          f"{len(report.files) - len(unreadable)} file(s), {sum(f.events for f in report.files):,} events, "
+          f"{skipped:,} lines skipped, {len(unreadable)} input(s) unreadable", file=sys.stderr)
+    return 1 if unreadable or report.failures or (args.strict and skipped) else 0
 
 
 def cmd_coverage(layout: Layout, args) -> int:
@@ -211,10 +245,16 @@ def main(argv: list[str] | None = None) -> int:
     test.add_argument("--rule", action="append", help="only this rule name or id (repeatable)")
     test.add_argument("--target", action="append", help="only this target (repeatable)")
     test.add_argument("--strict", action="store_true", help="fail when a malformed log line was skipped")
-    test.add_argument("--events", help="run the rules over this unlabelled log file and print the hits")
-    test.add_argument("--format", choices=["mde", "auditd", "sysmon", "tracee"], help="format of --events")
-    test.add_argument("--table", help="Defender table of an --events mde file (DeviceFileEvents, DeviceProcessEvents)")
-    test.add_argument("--host", help="host name for an --events auditd file")
+    test.add_argument("--check", action="store_true",
+                      help=f"fail when precision, recall, F1 or the benign alert count regressed against {METRICS_BASELINE}")
+    test.add_argument("--update-baseline", action="store_true", help=f"write the current metrics to {METRICS_BASELINE}")
+    test.add_argument("--events", nargs="+", metavar="PATH",
+                      help="offline hunt: run every rule over these unlabelled logs (files, directories, - for stdin; .gz and UTF-16 read)")
+    test.add_argument("--format", choices=["auto", "mde", "auditd", "sysmon", "tracee"], default=None,
+                      help="format of the --events inputs (default auto: sniffed per file)")
+    test.add_argument("--table", choices=["DeviceFileEvents", "DeviceProcessEvents"],
+                      help="Defender table of --events rows that do not say (no category or Type column)")
+    test.add_argument("--host", help="host of --events records that do not name one (auditd without node= or syslog header)")
     coverage = sub.add_parser("coverage", help="ATT&CK coverage: Navigator layer and Markdown table in conversions/coverage/")
     coverage.add_argument("--no-replay", action="store_true",
                           help="take 'tested' from the labels instead of replaying testdata/ (what `dac convert` writes)")
@@ -245,10 +285,6 @@ def main(argv: list[str] | None = None) -> int:
         handler = {"check": cmd_check, "convert": cmd_convert, "validate": cmd_validate, "build": cmd_build,
                    "test": cmd_test, "coverage": cmd_coverage, "lint": cmd_lint, "package": cmd_package, "deploy": cmd_deploy,
                    "review": cmd_review}[args.verb]
-        if args.verb == "test" and args.events and not args.format:
-            parser.error("--events needs --format")
-        if args.verb == "test" and args.events and args.format == "mde" and args.table not in ("DeviceFileEvents", "DeviceProcessEvents"):
-            parser.error("--format mde needs --table DeviceFileEvents or --table DeviceProcessEvents")
         return handler(layout, args)
     except DacError as e:
         for problem in e.problems:

@@ -282,7 +282,7 @@ def _results_from_report(report, rule: LoadedRule, target) -> TargetResult:
     result = TargetResult(target.name)
     engine = _LANGUAGE_ENGINE.get(target.language)
     for v in report.verdicts:
-        if v.rule != rule.name or v.target != target.name:
+        if v.rule != rule.name or v.target != target.name or v.twin:
             continue
         result.runs += 1
         if v.not_testable:
@@ -308,7 +308,7 @@ def read_labels(layout: Layout) -> list[dict]:
             data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except (OSError, yaml.YAMLError):
             continue
-        if isinstance(data, dict):
+        if isinstance(data, dict) and not data.get("twin_of"):     # a shape twin repeats its canonical file's events
             labels.append({"path": layout.rel(path), "format": str(data.get("format")),
                            "events": data.get("events") or {}, "correlations": data.get("correlations") or {}})
     return labels
@@ -327,7 +327,8 @@ def _results_from_labels(labels: list[dict], rule: LoadedRule, target) -> Target
             groups = label["correlations"].get(rule_id) or []
             result.tp += len({tuple(str(g.get(f)) for f in group_by) for g in groups if isinstance(g, dict)})
         else:
-            result.tp += sum(1 for ids in label["events"].values() if rule_id in [str(i) for i in (ids or [])])
+            fires = [(e.get("fires") if isinstance(e, dict) else e) or [] for e in label["events"].values()]
+            result.tp += sum(1 for ids in fires if rule_id in [str(i) for i in ids])
     return result
 
 

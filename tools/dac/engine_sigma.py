@@ -63,7 +63,8 @@ class SigmaEngine:
         present: set[str] = set()
         for row in rows:
             present.update(row)
-        columns = sorted((present & named) - {"dac_key"}) + ["dac_key"]
+        # a mapped field no row has is still a column (all NULL): real logs lack optional fields
+        columns = sorted(((present | _mapped_fields(target)) & named) - {"dac_key"}) + ["dac_key"]
         con = sqlite3.connect(":memory:")
         try:
             con.create_function("regexp", 2, _regexp, deterministic=True)
@@ -109,6 +110,16 @@ class SigmaEngine:
                     groups.add(key)
             return groups
         raise NotImplementedError(f"correlation type {corr.type} is not evaluated by the Sigma engine yet")
+
+
+def _mapped_fields(target: Target) -> frozenset[str]:
+    """Every log field the target's pipeline maps a Sigma field to."""
+    found = set()
+    for item in target.pipeline_dict.get("transformations", []):
+        if item.get("type") == "field_name_mapping":
+            for value in item.get("mapping", {}).values():
+                found.update(value if isinstance(value, list) else [value])
+    return frozenset(found)
 
 
 def _group_value(row: dict, field: str, field_map: dict[str, str]):

@@ -20,19 +20,32 @@ import yaml
 from .compose import detection_label, hunting_members, hunting_specs, kql_hunting, spl_hunting
 from .convert import Query
 from .engine_kql import KqlEngine, KqlNotTestable
-from .engine_sigma import SigmaEngine
+from .engine_sigma import SigmaEngine, _group_value
 from .kql_analyzer import load_schemas
 from .problems import DacError, Problem
 from .repo import Layout
 from .rules import RuleSet
-from .samplelogs import SampleLog, read_log
+from .logs import SampleLog, read_log
 from .spl_checked import CheckedSpl
 from .spl_parse import SplUnsupported
 
 ENGINES = ("sigma", "kql", "spl")
+TRUTHS = ("T1003.007", "malicious-context", "benign")
 # DeviceFileEvents actions that are not reads (sigma/pipelines/sentinel_defender_xdr.yml source_filter)
 MDE_WRITE_ACTIONS = {"filecreated", "filemodified", "filerenamed", "filedeleted"}
-SPL_KEY_FIELD = {"auditd": "audit_serial", "sysmon": "EventRecordID", "tracee": "dac_key"}
+
+
+def spl_key(fmt: str, row: dict) -> str:
+    """The identity (dac_key, see dac.logs) of the event an SPL result row stands for."""
+    if fmt == "auditd":
+        return f"{row.get('host')}:{row.get('audit_serial')}"
+    if fmt == "sysmon":
+        return f"{row.get('Computer')}:{row.get('EventRecordID')}"
+    return str(row.get("dac_key"))
+
+
+def kql_key(row: dict) -> str:
+    return f"{row.get('DeviceName')}:{row.get('ReportId')}"
 
 
 @dataclass
@@ -42,8 +55,11 @@ class LabelFile:
     format: str
     table: str | None
     host: str | None
-    events: dict[str, list[str]]
+    events: dict[str, list[str]]    # event key -> rule ids that fire on it (the regression record)
     correlations: dict[str, list[dict]]
+    twin_of: str | None = None      # testdata/shapes/: the canonical file this one re-writes in another shape
+    truth: dict[str, str] = field(default_factory=dict)       # event key -> T1003.007 | malicious-context | benign
+    accepted: dict[str, dict[str, str]] = field(default_factory=dict)   # key -> {accepted_fp|known_miss: reason}
 
 
 @dataclass
@@ -56,6 +72,12 @@ class Verdicts:
     expected: set
     engines: dict[str, set | None]
     not_testable: dict[str, str] = field(default_factory=dict)
+    evidence: dict = field(default_factory=dict)    # key -> the rows it stands for (a group: all its events)
+    twin: bool = False                              # replayed on a shape twin (testdata/shapes/), not a canonical file
+
+    @property
+    def hits(self) -> set:
+        return set().union(*(k for k in self.engines.values() if k is not None))
 
 
 @dataclass
@@ -64,6 +86,7 @@ class Report:
     failures: list[str] = field(default_factory=list)
     skipped_lines: list[str] = field(default_factory=list)
     spl_cross_checks: int = 0       # SPL searches whose rows the DuckDB engine and the reference both gave
+    metrics: object = None          # dac.metrics.Metrics over the truth labels (a full run only)
 
 
 def load_labels(layout: Layout, ruleset: RuleSet) -> list[LabelFile]:
@@ -81,14 +104,28 @@ def load_labels(layout: Layout, ruleset: RuleSet) -> list[LabelFile]:
         if not log_path.is_file():
             problems.append(Problem(rel, None, f"labels a missing log file {layout.rel(log_path)}"))
             continue
-        events = {str(k): [str(i) for i in (v or [])] for k, v in (data.get("events") or {}).items()}
-        correlations = {str(k): list(v or []) for k, v in (data.get("correlations") or {}).items()}
+        raw_events = data.get("events") or {}
+        events, truth, accepted = {}, {}, {}
         text_lines = path.read_text(encoding="utf-8").splitlines()
+        for key, value in raw_events.items():
+            key = str(key)
+            line = next((n for n, l in enumerate(text_lines, 1) if f'"{key}"' in l or l.strip().startswith(f"{key}:")), None)
+            if not isinstance(value, dict) or value.get("truth") not in TRUTHS:
+                problems.append(Problem(rel, line, f"event {key}: needs {{truth: {' | '.join(TRUTHS)}, fires: [rule ids]}}"))
+                continue
+            unknown = set(value) - {"truth", "fires", "accepted_fp", "known_miss", "note"}
+            if unknown:
+                problems.append(Problem(rel, line, f"event {key}: unknown label keys {', '.join(sorted(unknown))}"))
+            events[key] = [str(i) for i in (value.get("fires") or [])]
+            truth[key] = value["truth"]
+            accepted[key] = {k: str(value[k]) for k in ("accepted_fp", "known_miss") if value.get(k)}
+        correlations = {str(k): list(v or []) for k, v in (data.get("correlations") or {}).items()}
         for rule_id in sorted({i for ids in events.values() for i in ids} | set(correlations)):
             if rule_id not in known:
                 line = next((n for n, l in enumerate(text_lines, 1) if rule_id in l), None)
                 problems.append(Problem(rel, line, f"label names unknown rule id {rule_id}"))
-        labels.append(LabelFile(rel, log_path, str(data.get("format")), data.get("table"), data.get("host"), events, correlations))
+        labels.append(LabelFile(rel, log_path, str(data.get("format")), data.get("table"), data.get("host"), events, correlations,
+                                data.get("twin_of"), truth, accepted))
     if problems:
         raise DacError(problems)
     return labels
@@ -98,22 +135,26 @@ def _rows_in_scope(query: Query, log: SampleLog, label: LabelFile) -> list[dict]
     """The rows of a log the rule's log source covers (as the target's table/base search does)."""
     rule = query.rule.rule
     if log.format == "mde":
-        if label.table != query.scope.state.get("source"):
-            return []
+        rows = [r for r in log.rows if r["dac_table"] == query.scope.state.get("source")]
         if rule.logsource.category == "file_access":      # the pipeline's source_filter: reads only
-            return [r for r in log.rows if str(r.get("ActionType", "")).lower() not in MDE_WRITE_ACTIONS]
-        return log.rows
+            return [r for r in rows if str(r.get("ActionType", "")).lower() not in MDE_WRITE_ACTIONS]
+        return rows
     if log.format == "auditd":
         wanted = rule.logsource.category or rule.logsource.service
         return [r for r in log.rows if wanted in r["dac_categories"]]
     if log.format == "sysmon":
         return [r for r in log.rows if r.get("EventID") == "1"] if rule.logsource.category == "process_creation" else []
+    if log.format == "tracee":
+        wanted = rule.logsource.category or rule.logsource.service
+        return [r for r in log.rows if wanted in r["dac_categories"]]
     return log.rows
 
 
 class Replayer:
-    def __init__(self, layout: Layout, queries: list[Query], ruleset: RuleSet, now: datetime | None = None):
+    def __init__(self, layout: Layout, queries: list[Query], ruleset: RuleSet, now: datetime | None = None,
+                 spl_reference: bool = True):
         self.layout = layout
+        self.spl_reference = spl_reference
         self.queries = queries
         self.ruleset = ruleset
         self.sigma = SigmaEngine()
@@ -123,7 +164,7 @@ class Replayer:
 
     def spl(self, events: list[dict]) -> CheckedSpl:
         """The SPL engine over these events; its comparisons with the reference are kept."""
-        session = CheckedSpl(events, self.now)
+        session = CheckedSpl(events, self.now, reference=self.spl_reference)
         self._spl_sessions.append(session)
         return session
 
@@ -141,13 +182,18 @@ class Replayer:
             self._kql = KqlEngine(load_schemas(self.layout.schemas), self.now.replace(tzinfo=None))
         return self._kql
 
+    @property
+    def schemas(self) -> dict[str, dict[str, str]]:
+        """Column types per Defender table (the mde reader types CSV and streamed values by them)."""
+        return {table: dict(columns) for table, columns in load_schemas(self.layout.schemas).items()}
+
     def run_log(self, label: LabelFile, log: SampleLog, queries: list[Query]) -> list[Verdicts]:
         results = []
         spl = self.spl(log.splunk_events)
         if log.format == "mde":
-            # only this file's table holds rows, so a query never sees another file's events
+            # only this file's rows, so a query never sees another file's events
             for table in self.kql.tables:
-                self.kql.load(table, log.rows if table == label.table else [])
+                self.kql.load(table, [r for r in log.rows if r["dac_table"] == table])
         for q in queries:
             if q.target.format != log.format:
                 continue
@@ -161,15 +207,17 @@ class Replayer:
             v.engines["sigma"] = self.sigma.matches(q.rule.rule, q.target, scope_rows)
             if q.target.language == "kql":
                 try:
-                    v.engines["kql"] = {str(r["ReportId"]) for r in self.kql.run(q.text)} if scope_rows else set()
+                    v.engines["kql"] = {kql_key(r) for r in self.kql.run(q.text)} if scope_rows else set()
                 except KqlNotTestable as e:
                     v.not_testable["kql"] = str(e)
             else:
                 try:
                     rows = spl.run(q.text, f"{label.path}: rule {q.rule.name} on {q.target.name}")
-                    v.engines["spl"] = {str(r.get(SPL_KEY_FIELD[log.format])) for r in rows}
+                    v.engines["spl"] = {spl_key(log.format, r) for r in rows}
                 except SplUnsupported as e:
                     v.not_testable["spl"] = str(e)
+            by_key = {r["dac_key"]: r for r in scope_rows}
+            v.evidence = {k: [by_key[k]] for k in v.hits if k in by_key}
             results.append(v)
         return results
 
@@ -187,6 +235,10 @@ class Replayer:
             keys = self.sigma.matches(base_item.rule, q.target, rows)
             base.append((base_item.name, [r for r in rows if r["dac_key"] in keys], scope.field_map))
         v.engines["sigma"] = self.sigma.correlation_groups(corr, base)
+        for name, rows, field_map in base:
+            for row in rows:
+                group = tuple(str(_group_value(row, f, field_map)) for f in group_by)
+                v.evidence.setdefault(group, []).append(row)
         try:
             if q.target.language == "kql":
                 rows = self.kql.run(q.text)
@@ -195,6 +247,7 @@ class Replayer:
             v.engines[q.target.language] = {tuple(str(r.get(f)) for f in group_by) for r in rows}
         except (KqlNotTestable, SplUnsupported) as e:
             v.not_testable[q.target.language] = str(e)
+        v.evidence = {g: rows for g, rows in v.evidence.items() if g in v.hits}
         return v
 
 
@@ -270,17 +323,20 @@ def check_hunting(replayer: Replayer, queries: list[Query], config: dict, logs: 
             expected: Counter = Counter()
             for q in members:
                 for label, log in logs:
-                    if label.format != q.target.format or (log.format == "mde" and label.table != q.scope.state.get("source")):
+                    if label.format != q.target.format:
                         continue
                     name = detection_label(q, members) if language == "kql" else q.rule.name
                     rid = str(q.rule.rule.id)
                     for row in log.rows:
+                        if log.format == "mde" and row["dac_table"] != q.scope.state.get("source"):
+                            continue
                         if rid in label.events.get(row["dac_key"], []):
                             expected[(name, q.target.name if language == "spl" else "", _epoch(row["_time"]))] += 1
             try:
                 if language == "kql":
                     for table in replayer.kql.tables:
-                        replayer.kql.load(table, [r for label, log in logs if label.table == table for r in log.rows])
+                        replayer.kql.load(table, [r for _, log in logs if log.format == "mde" for r in log.rows
+                                                  if r["dac_table"] == table])
                     got = Counter((r["Detection"], "", _epoch(r["Timestamp"])) for r in replayer.kql.run(text))
                 else:
                     events = [e for label, log in logs if log.format != "mde" for e in log.splunk_events]
@@ -307,20 +363,33 @@ def run_labelled(layout: Layout, ruleset: RuleSet, queries: list[Query], rule_fi
     replayer = Replayer(layout, selected, ruleset)
     logs: list[tuple[LabelFile, SampleLog]] = []
     for label in labels:
-        log = read_log(label.log_path, layout.rel(label.log_path), label.format, label.host)
+        log = read_log(label.log_path, layout.rel(label.log_path), label.format, label.host, label.table,
+                       replayer.schemas)
         report.skipped_lines += [str(p) for p in log.problems]
         keys = {r["dac_key"] for r in log.rows}
         for missing in sorted(keys - set(label.events), key=str):
             report.failures.append(f"{label.path}: event {missing} of {layout.rel(label.log_path)} has no label")
         for extra in sorted(set(label.events) - keys, key=str):
             report.failures.append(f"{label.path}: label for event {extra} that is not in {layout.rel(label.log_path)}")
-        report.verdicts += replayer.run_log(label, log, selected)
+        verdicts = replayer.run_log(label, log, selected)
+        for v in verdicts:
+            v.twin = bool(label.twin_of)
+        report.verdicts += verdicts
         logs.append((label, log))
     report.failures += compare(report.verdicts, {(q.rule.name, q.target.name): q for q in selected})
     if config is not None and not rule_filter and not target_filter:
-        report.failures += check_hunting(replayer, queries, config, logs)
+        # once over the canonical logs: a shape twin holds the same events again
+        report.failures += check_hunting(replayer, queries, config, [(l, g) for l, g in logs if not l.twin_of])
     report.failures += replayer.spl_differences
     report.spl_cross_checks = replayer.spl_compared
+    if not rule_filter and not target_filter:
+        from .metrics import compute
+        from .tiers import is_alert
+        tier_of = {item.name: ("alert" if is_alert(item) else "hunting") for item in ruleset.generated}
+        report.metrics = compute(report.verdicts, [label for label, _ in logs], tier_of,
+                                 {q.target.name: q.target.format for q in queries})
+        # (the unlisted misses and false positives in report.metrics.failures gate `dac test` once
+        # the rules are split into alert and hunting tiers)
     # a rule x target that no labelled event exercises is untested, whatever the engines say
     for q in selected:
         rid = str(q.rule.rule.id)

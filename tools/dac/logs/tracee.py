@@ -1,0 +1,110 @@
+"""Tracee JSON events (`tracee --output json`), both shapes:
+
+- default: arguments as the kernel passed them, e.g. `security_file_open`'s `flags` an integer
+  (32768 = O_RDONLY|O_LARGEFILE);
+- `--output option:parse-arguments`: the same arguments as names (`"O_RDONLY|O_LARGEFILE"`).
+
+Nested objects are flattened with dotted names (`executable.path`, `container.id`,
+`kubernetes.podName`), as Splunk's JSON extraction (KV_MODE=json / INDEXED_EXTRACTIONS=json) names
+them; `args` becomes one field per argument name in rows, and the parallel multivalue fields
+`args{}.name` / `args{}.value` in Splunk events. Identity: the line number (Tracee has no event id).
+"""
+from __future__ import annotations
+
+import json
+from typing import Iterable
+
+from .model import LogProblem, SampleLog
+
+NAME = "tracee"
+
+
+def sniff(lines: list[str]) -> bool:
+    return any(line.lstrip().startswith("{") and '"eventName"' in line and '"args"' in line for line in lines)
+
+
+def _text(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
+
+
+def _flatten(prefix: str, value, out: dict) -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
+    elif isinstance(value, list):
+        scalars = [_text(v) for v in value if v is not None and not isinstance(v, (dict, list))]
+        if scalars:     # Splunk: one value is a plain field, several a multivalue field
+            out[f"{prefix}{{}}"] = scalars if len(scalars) > 1 else scalars[0]
+    elif value is not None:
+        out[prefix] = _text(value)
+
+
+def is_read(flags: str | None) -> bool:
+    """Read access: O_RDONLY (0) or O_RDWR (2) in the access mode, i.e. flags & 3 is not 1. As
+    names (parse-arguments) or as the integer (default output: an even number)."""
+    if flags is None:
+        return False
+    if flags.lstrip("-").isdigit():
+        return int(flags) % 2 == 0
+    return "O_RDONLY" in flags or "O_RDWR" in flags
+
+
+def target_path(arguments: dict) -> str | None:
+    """The file a security_file_open is about: Tracee's resolved `pathname`, except that
+    /proc/self/… and /proc/thread-self/… stay as the program asked (`syscall_pathname`): Tracee
+    resolves them to the program's own pid, which would look like reading another process.
+    (The Splunk pipeline's file_access source computes the same field.)"""
+    asked = arguments.get("syscall_pathname") or ""
+    if asked.startswith(("/proc/self/", "/proc/thread-self/")):
+        return asked
+    return arguments.get("pathname")
+
+
+def categories(event_name: str | None, arguments: dict) -> set[str]:
+    """The Sigma log sources an event belongs to (the Splunk pipeline's sources say the same):
+    every event is `tracee`; a security_file_open that reads is also `file_access`."""
+    found = {"tracee"}
+    if event_name == "security_file_open" and is_read(arguments.get("flags")):
+        found.add("file_access")
+    return found
+
+
+def read(lines: Iterable[tuple[int, str]], shown: str, host: str | None = None) -> SampleLog:
+    log = SampleLog(shown, NAME)
+    shapes = set()
+    for number, line in lines:
+        if not line.strip():
+            continue
+        try:
+            event = json.loads(line)
+            if not isinstance(event, dict) or "eventName" not in event:
+                raise ValueError("not a Tracee event object (no eventName)")
+            args = event.get("args") or []
+            if not isinstance(args, list) or not all(isinstance(a, dict) and "name" in a for a in args):
+                raise ValueError("args is not a list of {name, value} objects")
+            names = [str(a["name"]) for a in args]
+            values = ["" if a.get("value") is None else _text(a["value"]) for a in args]
+            flat: dict = {}
+            _flatten("", {k: v for k, v in event.items() if k != "args"}, flat)
+            when = int(event.get("timestamp") or 0) / 1e9
+        except (ValueError, TypeError, RecursionError) as e:
+            log.problems.append(LogProblem(shown, number, f"not a Tracee event: {str(e)[:200]}"))
+            continue
+        flags = dict(zip(names, values)).get("flags")
+        if flags:
+            shapes.add("default (integer arguments)" if flags.lstrip("-").isdigit() else "parse-arguments")
+        event_host = flat.get("hostName") or host or "localhost"
+        scalars = {k: v for k, v in flat.items() if not k.endswith("{}")}
+        arguments = dict(zip(names, values))
+        row = {**scalars, **arguments, "host": event_host, "dac_key": str(number), "dac_lines": [number], "_time": when}
+        row["target_path"] = target_path(arguments)
+        row["dac_categories"] = categories(event.get("eventName"), arguments)
+        log.rows.append(row)
+        log.splunk_events.append({**flat, "args{}.name": names, "args{}.value": values, "_raw": line, "_time": when,
+                                  "host": event_host, "index": "linux", "sourcetype": "tracee", "dac_key": str(number)})
+    log.shape = ", ".join(sorted(shapes))
+    return log
