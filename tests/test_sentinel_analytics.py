@@ -99,7 +99,7 @@ def test_one_analytic_per_sentinel_query_and_one_per_hunting_union(compiled, rul
     queries, config = compiled
     expected = {q.rule.stem for q in queries if q.target.siem == "sentinel"} | {h["name"] for h in config["hunting"]}
     assert {r.file_stem for r in rules} == expected
-    assert "t1003_007_hunting" in expected and "file_access_lnx_proc_maps_then_mem_read" in expected
+    assert "t1003_007_hunting" in expected and "correlation_lnx_proc_maps_then_mem_read" in expected
     assert len({r.id for r in rules}) == len(rules)                   # no template id twice
 
 
@@ -288,7 +288,7 @@ def test_tactics_and_techniques_come_from_the_sigma_tags(rules):
 def test_required_data_connectors_follow_the_tables_read(rules):
     connectors = {r.file_stem: r.yaml_doc["requiredDataConnectors"] for r in rules}
     assert connectors["proc_creation_lnx_mimipenguin"] == [{"connectorId": "MicrosoftThreatProtection", "dataTypes": ["DeviceProcessEvents"]}]
-    assert connectors["file_access_lnx_proc_maps_then_mem_read"] == [{"connectorId": "MicrosoftThreatProtection", "dataTypes": ["DeviceFileEvents"]}]
+    assert connectors["correlation_lnx_proc_maps_then_mem_read"] == [{"connectorId": "MicrosoftThreatProtection", "dataTypes": ["DeviceFileEvents"]}]
     [union] = connectors["t1003_007_hunting"]
     assert union["connectorId"] == "MicrosoftThreatProtection"
     assert sorted(union["dataTypes"]) == ["DeviceFileEvents", "DeviceProcessEvents"]
@@ -319,7 +319,7 @@ def test_every_mapped_column_is_in_the_query_output(rules, output_columns):
 
 
 def test_output_columns_follow_the_query_shape(output_columns):
-    assert output_columns["file_access_lnx_proc_maps_then_mem_read"] == [
+    assert output_columns["correlation_lnx_proc_maps_then_mem_read"] == [
         "Computer", "ProcessId", "TargetProcessId", "FirstTime", "LastTime", "Sequences", "Detection"]
     assert output_columns["t1003_007_hunting"] == [
         "Timestamp", "DeviceName", "AccountName", "FilePath", "ProcessName", "ProcessCommandLine", "Detection"]
@@ -441,12 +441,12 @@ def test_an_override_changes_one_analytic_only(compiled, analytics, rules):
     def override(cfg):
         cfg["overrides"][CORRELATION_ID] = {"severity": "Medium", "queryFrequency": "30m", "queryPeriod": "2h", "version": "1.1.0"}
     changed = {r.file_stem: r for r in rebuilt(compiled, analytics, analytics_change=override)}
-    correlation = changed["file_access_lnx_proc_maps_then_mem_read"]
+    correlation = changed["correlation_lnx_proc_maps_then_mem_read"]
     assert (correlation.yaml_doc["severity"], correlation.yaml_doc["version"]) == ("Medium", "1.1.0")
     assert (correlation.arm_properties["queryFrequency"], correlation.arm_properties["queryPeriod"]) == ("PT30M", "PT2H")
-    assert correlation.id == by_stem(rules, "file_access_lnx_proc_maps_then_mem_read").id
+    assert correlation.id == by_stem(rules, "correlation_lnx_proc_maps_then_mem_read").id
     for rule in rules:
-        if rule.file_stem != "file_access_lnx_proc_maps_then_mem_read":
+        if rule.file_stem != "correlation_lnx_proc_maps_then_mem_read":
             assert changed[rule.file_stem].yaml_doc == rule.yaml_doc
 
 
