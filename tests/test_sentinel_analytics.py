@@ -19,7 +19,7 @@ from dac.problems import DacError
 from dac.repo import Layout
 from dac.rules import load_rules
 from dac.sentinel_analytics import (
-    API_SUPPORTS_SUBTECHNIQUES, API_VERSION, ARM_DIR, ANALYTICS_DIR, NAMESPACE, RESOURCE_TYPE, alert_rule_id,
+    API_VERSION, ARM_DIR, ANALYTICS_DIR, NAMESPACE, RESOURCE_TYPE, alert_rule_id,
     alert_rules, arm_template, build_sentinel_files, hunting_rule_id, iso_duration, load_analytics_config,
     check_sentinel_files, load_schema, owned_marker, parse_owner, referenced_columns, schema_errors, template_yaml,
 )
@@ -37,7 +37,7 @@ KEY_ORDER = ["id", "name", "description", "severity", "status", "requiredDataCon
 # ScheduledAlertRuleProperties of Microsoft.SecurityInsights/alertRules, API_VERSION, writable ones
 API_REQUIRED = {"displayName", "enabled", "severity", "query", "queryFrequency", "queryPeriod", "triggerOperator",
                 "triggerThreshold", "suppressionEnabled", "suppressionDuration"}
-API_WRITABLE = API_REQUIRED | {"description", "tactics", "techniques", "entityMappings", "customDetails",
+API_WRITABLE = API_REQUIRED | {"description", "tactics", "techniques", "subTechniques", "entityMappings", "customDetails",
                                "alertDetailsOverride", "eventGroupingSettings", "incidentConfiguration",
                                "alertRuleTemplateName", "templateVersion"}
 MIMIPENGUIN_ID = "fa334ad3-0d80-4ce5-b92d-696792e9dab8"
@@ -216,7 +216,8 @@ def test_schema_rejects_a_broken_template(rules, schema, case):
 # ---------------------------------------------------------------- ARM templates
 
 def test_arm_templates_have_the_deployable_structure(rules, files):
-    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", API_VERSION), "a stable api-version, not a preview"
+    # the newest api-version whose ScheduledAlertRuleProperties has subTechniques (previews only)
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}-preview", API_VERSION)
     for rule in rules:
         template = json.loads(files[f"{ARM_DIR}/{rule.file_stem}.json"])
         assert template == arm_template(rule)
@@ -282,7 +283,7 @@ def test_tactics_and_techniques_come_from_the_sigma_tags(rules):
         assert rule.yaml_doc["relevantTechniques"] == ["T1003.007"]
         assert rule.arm_properties["tactics"] == ["CredentialAccess"]
         assert rule.arm_properties["techniques"] == ["T1003"]
-        assert ("subTechniques" in rule.arm_properties) is API_SUPPORTS_SUBTECHNIQUES
+        assert rule.arm_properties["subTechniques"] == ["T1003.007"]
 
 
 def test_required_data_connectors_follow_the_tables_read(rules):
