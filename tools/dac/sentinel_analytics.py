@@ -32,6 +32,7 @@ from .compose import hunting_members, hunting_specs, kql_hunting
 from .convert import Query
 from .problems import DacError, Problem
 from .repo import Layout
+from .sentinel_versions import LOCK_FILE, VERSION_RE, load_lock, lock_text, query_hash, settle
 
 # Microsoft.SecurityInsights api-version of the ARM templates and of `dac deploy`. No stable
 # version's ScheduledAlertRuleProperties has `subTechniques` (up to stable 2025-09-01); the
@@ -167,6 +168,7 @@ def load_analytics_config(layout: Layout) -> dict | None:
     if not isinstance(config, dict):
         raise DacError([Problem(CONFIG_FILE, 1, "must be a YAML mapping")])
     config["_lines"] = lines
+    config["_versions"] = load_lock(layout)
     return config
 
 
@@ -193,7 +195,7 @@ class _Config:
         self.shapes = self._mapping("shapes")
         self.overrides = self._mapping("overrides")
         for key in raw:
-            if key not in ("defaults", "data_connectors", "shapes", "overrides", "_lines"):
+            if key not in ("defaults", "data_connectors", "shapes", "overrides", "_lines", "_versions"):
                 self.problem((key,), f"unknown top-level key `{key}` (allowed: defaults, data_connectors, shapes, overrides)")
         for key in REQUIRED_DEFAULTS:
             if key not in self.defaults:
@@ -546,7 +548,22 @@ def alert_rules(queries: list[Query], config: dict | None, targets_config: dict)
         rules.append(_build(spec, cfg))
     if cfg.problems:
         raise DacError(cfg.problems)
+    locked = config.get("_versions") or {}
+    for rule in rules:
+        configured = rule.yaml_doc["version"]
+        if not VERSION_RE.match(configured):
+            cfg.problem(("defaults", "version"), f"{rule.file_stem}: version {configured!r} must be x.y.z")
+            continue
+        rule.yaml_doc["version"] = settle(configured, rule.yaml_doc["query"], locked.get(rule.id))
+    if cfg.problems:
+        raise DacError(cfg.problems)
     return rules
+
+
+def version_lock(rules: list[AlertRule]) -> str:
+    """sentinel/versions.lock.yml for these analytics."""
+    return lock_text({r.id: {"name": r.file_stem, "version": r.yaml_doc["version"], "sha256": query_hash(r.yaml_doc["query"])}
+                      for r in rules})
 
 
 # ---------------------------------------------------------------- files
@@ -602,9 +619,11 @@ def build_sentinel_files(queries: list[Query], config: dict, layout: Layout) -> 
     if analytics is None:
         return {}
     files = {}
-    for rule in alert_rules(queries, analytics, config):
+    rules = alert_rules(queries, analytics, config)
+    for rule in rules:
         files[f"{ANALYTICS_DIR}/{rule.file_stem}.yaml"] = template_yaml(rule.yaml_doc)
         files[f"{ARM_DIR}/{rule.file_stem}.json"] = json.dumps(arm_template(rule), indent=2, ensure_ascii=False) + "\n"
+    files[LOCK_FILE] = version_lock(rules)
     return dict(sorted(files.items()))
 
 
