@@ -23,6 +23,7 @@ from dac.sentinel_analytics import (
     alert_rules, arm_template, build_sentinel_files, hunting_rule_id, iso_duration, load_analytics_config,
     check_sentinel_files, load_schema, owned_marker, parse_owner, referenced_columns, schema_errors, template_yaml,
 )
+from dac.sentinel_versions import LOCK_FILE
 from dac.targets import load_targets
 
 LAYOUT = Layout(REPO)
@@ -104,9 +105,10 @@ def test_one_analytic_per_sentinel_query_and_one_per_hunting_union(compiled, rul
 
 
 def test_checked_in_files_are_current(files):
-    """sentinel/analytics/ and sentinel/arm/ hold exactly what the generator writes."""
+    """sentinel/analytics/, sentinel/arm/ and the version lock hold exactly what the generator writes."""
     on_disk = {p.relative_to(REPO).as_posix(): p.read_text(encoding="utf-8")
                for folder in (ANALYTICS_DIR, ARM_DIR) for p in sorted((REPO / folder).rglob("*")) if p.is_file()}
+    on_disk[LOCK_FILE] = (REPO / LOCK_FILE).read_text(encoding="utf-8")
     assert sorted(on_disk) == sorted(files)
     for path, content in files.items():
         assert on_disk[path] == content, f"{path} is stale: run `dac convert`"
