@@ -230,6 +230,7 @@ def test_sigmahq_test_equivalents_find_what_sigmahq_rejects(sandbox):
     assert (RULE_PATH, "sigmahq_test_references") in got
     assert (MULTI_DOC, "sigmahq_test_one_document") in got
     assert (MULTI_DOC, "yamllint") in got                       # document-start: `---` is forbidden
+    assert (MULTI_DOC, "sigmahq_test_schema") in got            # the JSON-schema action parses one document
     assert ("sigma/rules/linux/pipe/pipe_created_lnx_shadow.yml", "sigmahq_test_logsource") in got
     refs = [f.message for f in findings if f.path == RULE_PATH and f.validator == "sigmahq_test_references"]
     assert any("listed twice" in m for m in refs) and any("not an http(s) URL" in m for m in refs)
@@ -316,3 +317,14 @@ def test_sigmahq_ci_command_fails_on_an_unlisted_issue(sandbox, tmp_path):
                           capture_output=True, text=True, timeout=300, cwd=sandbox.root)
     assert proc.returncode != 0
     assert "SigmahqModifiedDateOrderIssue" in proc.stdout or "modified" in proc.stdout.lower()
+
+
+def test_schema_check_reports_what_the_json_schema_action_rejects(repo_layout):
+    import json
+    from dac.sigmahq_tests import RULE_SCHEMA, _schema_findings
+    schema = json.loads((repo_layout.root / RULE_SCHEMA).read_text())
+    assert _schema_findings("r.yml", RULE, "x", schema) == []
+    two = _schema_findings("r.yml", RULE + "---\n" + RULE, "x", schema)
+    assert [f.validator for f in two] == ["sigmahq_test_schema"] and "one YAML document" in two[0].message
+    bad = _schema_findings("r.yml", RULE.replace("status: experimental", "status: beta").replace("date: 2026-11-22", "date: 22.11.2026"), "x", schema)
+    assert {m.message.split(":")[0] for m in bad} == {"status", "date"}

@@ -11,6 +11,10 @@ make, written from their documented behaviour:
                              combination, are in SigmaHQ's taxonomy
   sigmahq_test_filename      tests/test_logsource.py: the file name starts with the prefix SigmaHQ
                              gives the log source (correlation rules: correlation_)
+  sigmahq_test_schema        the JSON-schema check of SigmaHQ's rule repository: each file parses as
+                             one YAML document that satisfies a JSON Schema of a Sigma rule
+                             (sigma/reference/schema/sigma-rule.schema.json, written from the Sigma
+                             specification)
   yamllint                   yamllint with SigmaHQ's settings (sigma/reference/sigmahq/yamllint.yml)
 
 The taxonomy and prefixes are SigmaHQ's (sigma/reference/sigmahq) plus the entries of
@@ -18,6 +22,8 @@ sigma/lint_exceptions.yml.
 """
 from __future__ import annotations
 
+import datetime
+import json
 import re
 from pathlib import Path
 
@@ -29,6 +35,7 @@ from .lint_exceptions import TaxonomyEntry
 from .rules import LoadedRule, RuleSet
 
 YAMLLINT_CONFIG = "sigma/reference/sigmahq/yamllint.yml"
+RULE_SCHEMA = "sigma/reference/schema/sigma-rule.schema.json"
 TRADEMARK = re.compile(r"att&ck", re.IGNORECASE)
 URL = re.compile(r"^https?://\S+$")
 CORRELATION_PREFIX = "correlation_"
@@ -42,7 +49,34 @@ def _by_path(ruleset: RuleSet) -> dict[str, list[LoadedRule]]:
     return out
 
 
-def _file_findings(root: Path, path: str, items: list[LoadedRule], yamllint_conf) -> list[Finding]:
+def _jsonable(value):
+    """YAML values as JSON sees them: dates as YYYY-MM-DD strings."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (datetime.date, datetime.datetime)):
+        return value.isoformat()
+    return value
+
+
+def _schema_findings(path: str, text: str, rule_id: str, schema: dict | None) -> list[Finding]:
+    if schema is None:
+        return []
+    try:
+        document = yaml.safe_load(text)
+    except yaml.composer.ComposerError as e:          # what the action reports on a multi-document file
+        return [Finding(path, None, "error", "sigmahq_test_schema", f"not one YAML document: {e.problem}", rule_id)]
+    except yaml.YAMLError as e:
+        return [Finding(path, None, "error", "sigmahq_test_schema", f"malformed YAML: {e}", rule_id)]
+    import jsonschema
+    validator = jsonschema.Draft202012Validator(schema)
+    return [Finding(path, None, "error", "sigmahq_test_schema",
+                    f"{'/'.join(str(p) for p in e.absolute_path) or '(root)'}: {e.message}", rule_id)
+            for e in sorted(validator.iter_errors(_jsonable(document)), key=lambda e: list(map(str, e.absolute_path)))]
+
+
+def _file_findings(root: Path, path: str, items: list[LoadedRule], yamllint_conf, schema: dict | None = None) -> list[Finding]:
     rule_id = str(items[0].rule.id)
     try:
         text = (root / path).read_text(encoding="utf-8")
@@ -56,6 +90,7 @@ def _file_findings(root: Path, path: str, items: list[LoadedRule], yamllint_conf
         findings.append(Finding(path, items[1].line, "error", "sigmahq_test_one_document",
                                 f"{len(items)} YAML documents in one file: one rule per file "
                                 f"(a correlation in its own {CORRELATION_PREFIX}*.yml file)", rule_id))
+    findings += _schema_findings(path, text, rule_id, schema)
     if yamllint_conf is not None:
         from yamllint import linter
         for problem in linter.run(text, yamllint_conf, str(root / path)):
@@ -126,8 +161,11 @@ def sigmahq_test_findings(root: Path, ruleset: RuleSet, taxonomy: dict, filename
     findings: list[Finding] = []
     if conf is None:      # never skipped silently
         findings.append(Finding(YAMLLINT_CONFIG, None, "error", "yamllint", "SigmaHQ's yamllint settings are missing: yamllint did not run"))
+    schema = _rule_schema(root)
+    if schema is None:
+        findings.append(Finding(RULE_SCHEMA, None, "error", "sigmahq_test_schema", "the rule JSON Schema is missing: the schema check did not run"))
     for path, items in sorted(_by_path(ruleset).items()):
-        findings += _file_findings(root, path, items, conf)
+        findings += _file_findings(root, path, items, conf, schema)
     first: dict[str, LoadedRule] = {}
     for item in ruleset.rules:
         rule_id = str(item.rule.id)
@@ -140,6 +178,13 @@ def sigmahq_test_findings(root: Path, ruleset: RuleSet, taxonomy: dict, filename
             findings += _logsource_findings(item, known)
         findings += _filename_findings(item, prefixes)
     return findings
+
+
+def _rule_schema(root: Path) -> dict | None:
+    try:
+        return json.loads((root / RULE_SCHEMA).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
 
 
 def _yamllint_config(root: Path):
