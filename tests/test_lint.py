@@ -328,3 +328,11 @@ def test_schema_check_reports_what_the_json_schema_action_rejects(repo_layout):
     assert [f.validator for f in two] == ["sigmahq_test_schema"] and "one YAML document" in two[0].message
     bad = _schema_findings("r.yml", RULE.replace("status: experimental", "status: beta").replace("date: 2026-11-22", "date: 22.11.2026"), "x", schema)
     assert {m.message.split(":")[0] for m in bad} == {"status", "date"}
+
+
+def test_sigma_cli_runner_reports_a_bad_exceptions_file_without_a_traceback(sandbox, capsys):
+    from dac.sigma_cli import main
+    (sandbox.root / "sigma/lint_exceptions.yml").write_text("exceptions: [{rule: nope, check: x, reason: y}]\n")
+    assert main(["check", str(sandbox.rules)]) == 1
+    err = capsys.readouterr().err
+    assert "error: sigma/lint_exceptions.yml" in err and "Traceback" not in err

@@ -16,6 +16,7 @@ import yaml
 
 from .lint import all_validators, sigmahq_validator_config, use_local_reference_data
 from .lint_exceptions import load_exceptions
+from .problems import DacError
 from .repo import Layout, find_root
 
 
@@ -31,8 +32,16 @@ def validation_config(layout: Layout) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     from sigma.cli.main import main as sigma_main
-    layout = Layout(find_root())
-    use_local_reference_data(layout, load_exceptions(layout).taxonomy)
+    try:
+        layout = Layout(find_root())
+        use_local_reference_data(layout, load_exceptions(layout).taxonomy)
+    except DacError as e:
+        for problem in e.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return 1
+    except FileNotFoundError as e:      # not inside the repository
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     sys.argv = ["sigma"] + list(sys.argv[1:] if argv is None else argv)
     try:
         sigma_main()
