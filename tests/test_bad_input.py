@@ -101,7 +101,7 @@ def test_filename_convention_is_enforced(sandbox, capsys):
 
 
 def test_unknown_correlation_reference(sandbox, capsys):
-    path = sandbox.rules / "linux/correlation/file_access_lnx_proc_maps_then_mem_read.yml"
+    path = sandbox.rules / "linux/correlation/correlation_lnx_proc_maps_then_mem_read.yml"
     path.write_text(path.read_text().replace("        - ProcMemRead\n", "        - NoSuchRule\n", 1))
     assert run_dac("check") == 1
     assert "correlation refers to unknown rule 'NoSuchRule'" in capsys.readouterr().err

@@ -19,10 +19,11 @@ from dac.problems import DacError
 from dac.repo import Layout
 from dac.rules import load_rules
 from dac.sentinel_analytics import (
-    API_SUPPORTS_SUBTECHNIQUES, API_VERSION, ARM_DIR, ANALYTICS_DIR, NAMESPACE, RESOURCE_TYPE, alert_rule_id,
+    API_VERSION, ARM_DIR, ANALYTICS_DIR, NAMESPACE, RESOURCE_TYPE, alert_rule_id,
     alert_rules, arm_template, build_sentinel_files, hunting_rule_id, iso_duration, load_analytics_config,
     check_sentinel_files, load_schema, owned_marker, parse_owner, referenced_columns, schema_errors, template_yaml,
 )
+from dac.sentinel_versions import LOCK_FILE
 from dac.targets import load_targets
 
 LAYOUT = Layout(REPO)
@@ -37,7 +38,7 @@ KEY_ORDER = ["id", "name", "description", "severity", "status", "requiredDataCon
 # ScheduledAlertRuleProperties of Microsoft.SecurityInsights/alertRules, API_VERSION, writable ones
 API_REQUIRED = {"displayName", "enabled", "severity", "query", "queryFrequency", "queryPeriod", "triggerOperator",
                 "triggerThreshold", "suppressionEnabled", "suppressionDuration"}
-API_WRITABLE = API_REQUIRED | {"description", "tactics", "techniques", "entityMappings", "customDetails",
+API_WRITABLE = API_REQUIRED | {"description", "tactics", "techniques", "subTechniques", "entityMappings", "customDetails",
                                "alertDetailsOverride", "eventGroupingSettings", "incidentConfiguration",
                                "alertRuleTemplateName", "templateVersion"}
 MIMIPENGUIN_ID = "fa334ad3-0d80-4ce5-b92d-696792e9dab8"
@@ -99,14 +100,15 @@ def test_one_analytic_per_sentinel_query_and_one_per_hunting_union(compiled, rul
     queries, config = compiled
     expected = {q.rule.stem for q in queries if q.target.siem == "sentinel"} | {h["name"] for h in config["hunting"]}
     assert {r.file_stem for r in rules} == expected
-    assert "t1003_007_hunting" in expected and "file_access_lnx_proc_maps_then_mem_read" in expected
+    assert "t1003_007_hunting" in expected and "correlation_lnx_proc_maps_then_mem_read" in expected
     assert len({r.id for r in rules}) == len(rules)                   # no template id twice
 
 
 def test_checked_in_files_are_current(files):
-    """sentinel/analytics/ and sentinel/arm/ hold exactly what the generator writes."""
+    """sentinel/analytics/, sentinel/arm/ and the version lock hold exactly what the generator writes."""
     on_disk = {p.relative_to(REPO).as_posix(): p.read_text(encoding="utf-8")
                for folder in (ANALYTICS_DIR, ARM_DIR) for p in sorted((REPO / folder).rglob("*")) if p.is_file()}
+    on_disk[LOCK_FILE] = (REPO / LOCK_FILE).read_text(encoding="utf-8")
     assert sorted(on_disk) == sorted(files)
     for path, content in files.items():
         assert on_disk[path] == content, f"{path} is stale: run `dac convert`"
@@ -216,7 +218,8 @@ def test_schema_rejects_a_broken_template(rules, schema, case):
 # ---------------------------------------------------------------- ARM templates
 
 def test_arm_templates_have_the_deployable_structure(rules, files):
-    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", API_VERSION), "a stable api-version, not a preview"
+    # the newest api-version whose ScheduledAlertRuleProperties has subTechniques (previews only)
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}-preview", API_VERSION)
     for rule in rules:
         template = json.loads(files[f"{ARM_DIR}/{rule.file_stem}.json"])
         assert template == arm_template(rule)
@@ -282,13 +285,13 @@ def test_tactics_and_techniques_come_from_the_sigma_tags(rules):
         assert rule.yaml_doc["relevantTechniques"] == ["T1003.007"]
         assert rule.arm_properties["tactics"] == ["CredentialAccess"]
         assert rule.arm_properties["techniques"] == ["T1003"]
-        assert ("subTechniques" in rule.arm_properties) is API_SUPPORTS_SUBTECHNIQUES
+        assert rule.arm_properties["subTechniques"] == ["T1003.007"]
 
 
 def test_required_data_connectors_follow_the_tables_read(rules):
     connectors = {r.file_stem: r.yaml_doc["requiredDataConnectors"] for r in rules}
     assert connectors["proc_creation_lnx_mimipenguin"] == [{"connectorId": "MicrosoftThreatProtection", "dataTypes": ["DeviceProcessEvents"]}]
-    assert connectors["file_access_lnx_proc_maps_then_mem_read"] == [{"connectorId": "MicrosoftThreatProtection", "dataTypes": ["DeviceFileEvents"]}]
+    assert connectors["correlation_lnx_proc_maps_then_mem_read"] == [{"connectorId": "MicrosoftThreatProtection", "dataTypes": ["DeviceFileEvents"]}]
     [union] = connectors["t1003_007_hunting"]
     assert union["connectorId"] == "MicrosoftThreatProtection"
     assert sorted(union["dataTypes"]) == ["DeviceFileEvents", "DeviceProcessEvents"]
@@ -319,7 +322,7 @@ def test_every_mapped_column_is_in_the_query_output(rules, output_columns):
 
 
 def test_output_columns_follow_the_query_shape(output_columns):
-    assert output_columns["file_access_lnx_proc_maps_then_mem_read"] == [
+    assert output_columns["correlation_lnx_proc_maps_then_mem_read"] == [
         "Computer", "ProcessId", "TargetProcessId", "FirstTime", "LastTime", "Sequences", "Detection"]
     assert output_columns["t1003_007_hunting"] == [
         "Timestamp", "DeviceName", "AccountName", "FilePath", "ProcessName", "ProcessCommandLine", "Detection"]
@@ -441,12 +444,12 @@ def test_an_override_changes_one_analytic_only(compiled, analytics, rules):
     def override(cfg):
         cfg["overrides"][CORRELATION_ID] = {"severity": "Medium", "queryFrequency": "30m", "queryPeriod": "2h", "version": "1.1.0"}
     changed = {r.file_stem: r for r in rebuilt(compiled, analytics, analytics_change=override)}
-    correlation = changed["file_access_lnx_proc_maps_then_mem_read"]
+    correlation = changed["correlation_lnx_proc_maps_then_mem_read"]
     assert (correlation.yaml_doc["severity"], correlation.yaml_doc["version"]) == ("Medium", "1.1.0")
     assert (correlation.arm_properties["queryFrequency"], correlation.arm_properties["queryPeriod"]) == ("PT30M", "PT2H")
-    assert correlation.id == by_stem(rules, "file_access_lnx_proc_maps_then_mem_read").id
+    assert correlation.id == by_stem(rules, "correlation_lnx_proc_maps_then_mem_read").id
     for rule in rules:
-        if rule.file_stem != "file_access_lnx_proc_maps_then_mem_read":
+        if rule.file_stem != "correlation_lnx_proc_maps_then_mem_read":
             assert changed[rule.file_stem].yaml_doc == rule.yaml_doc
 
 

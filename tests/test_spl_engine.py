@@ -154,5 +154,5 @@ def test_auditd_records_are_joined_by_the_search_itself(tmp_path: Path):
     rows = run_spl((conversions / "file_access_lnx_proc_mem_access.spl").read_text(), events, NOW)
     assert [(r["audit_serial"], r["name"], r.get("proctitle")) for r in rows] == [
         ("100", "/proc/987/maps", "python3 dump.py"), ("101", "/proc/987/mem", "python3 dump.py"), ("102", "/proc/555/mem", None)]
-    rows = run_spl((conversions / "file_access_lnx_proc_maps_then_mem_read.spl").read_text(), events, NOW)
+    rows = run_spl((conversions / "correlation_lnx_proc_maps_then_mem_read.spl").read_text(), events, NOW)
     assert [(r["Computer"], r["ProcessId"], r["TargetProcessId"], r["sequences"]) for r in rows] == [("web-01", "1234", "987", 1)]

@@ -16,6 +16,7 @@ from .atomic import write_text_atomic
 from .compose import hunting_specs, kql_hunting, spl_hunting
 from .coverage import build_coverage_files
 from .sentinel_analytics import ANALYTICS_DIR, ARM_DIR, build_sentinel_files
+from .sentinel_versions import LOCK_FILE
 from .splunk_app import build_app_files, generated_app_dirs
 from .convert import Query, compile_rules
 from .coverage import check_attack_tags, load_techniques
@@ -23,6 +24,8 @@ from .problems import DacError
 from .repo import Layout
 from .rules import RuleSet, load_rules
 from .targets import load_targets
+
+GENERATED_FILES = (LOCK_FILE,)   # generated files outside the generated folders
 
 VERSIONED_PACKAGES = ("pySigma", "pySigma-backend-kusto", "pysigma-backend-splunk")
 
@@ -93,6 +96,10 @@ def existing_artifacts(layout: Layout) -> dict[str, str]:
     for root in generated_roots(layout):
         if root.is_dir():
             files.update({layout.rel(p): p.read_text(encoding="utf-8") for p in sorted(root.rglob("*")) if p.is_file()})
+    # generated files outside those folders (the Sentinel version lock), compared when present
+    for path in GENERATED_FILES:
+        if (layout.root / path).is_file():
+            files[path] = (layout.root / path).read_text(encoding="utf-8")
     return dict(sorted(files.items()))
 
 

@@ -7,7 +7,7 @@
   dac build              check + convert + validate, with a short summary (the main job)
   dac test               replay every query on the labelled logs in testdata/ (three engines)
   dac coverage           ATT&CK coverage (Navigator layer + Markdown) in conversions/coverage/, tested by a replay
-  dac lint               pySigma core + SigmaHQ validators (offline reference data) and dac's rule checks
+  dac lint               SigmaHQ's CI checks (offline reference data) and dac's rule checks; unlisted findings fail
   dac package splunk     build the Splunk app tarball (dist/<app id>-<version>.tgz) from splunk/<app id>/
   dac deploy SIEM        plan (default) or --apply the detections to splunk or sentinel
   dac review --base REF  Markdown/JSON review of the change since REF (rules, query diffs, replay, findings, deploy plan)
@@ -259,8 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     coverage.add_argument("--no-replay", action="store_true",
                           help="take 'tested' from the labels instead of replaying testdata/ (what `dac convert` writes)")
     coverage.add_argument("--check", action="store_true", help="exit 1 when conversions/coverage/ is stale")
-    lint = sub.add_parser("lint", help="pySigma core + SigmaHQ validators (offline) and dac's rule checks")
-    lint.add_argument("--strict", action="store_true", help="exit 1 on warnings too")
+    lint = sub.add_parser("lint", help="SigmaHQ's CI checks (offline) and dac's rule checks; unlisted findings fail")
+    lint.add_argument("--strict", action="store_true", help="kept for compatibility: every unlisted finding already fails")
     lint.add_argument("--no-kql", action="store_true", help="skip the Kusto analyzer hints on the generated KQL")
     package = sub.add_parser("package", help="build an installable SIEM package from the checked-in generated files")
     package.add_argument("siem", choices=["splunk"], help="splunk: the app in splunk/<app id>/ as a .tgz")

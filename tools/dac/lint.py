@@ -1,28 +1,37 @@
-"""`dac lint`: pySigma's validators (core and SigmaHQ's) plus the project's own checks, offline.
+"""`dac lint`: what SigmaHQ's CI would report on the rules, then the project's own checks, offline.
+
+Upstream checks, run as SigmaHQ runs them:
+
+  pySigma validators  the set of SigmaHQ's `sigma check` configuration (every core and SigmaHQ
+                      validator minus the few its config removes), listed in
+                      sigma/reference/sigmahq/validators.yml
+  sigmahq_test_*      equivalents of SigmaHQ's tests/test_rules.py and tests/test_logsource.py
+                      checks (dac.sigmahq_tests)
+  yamllint            with SigmaHQ's settings (sigma/reference/sigmahq/yamllint.yml)
+
+Project checks (named dac_*): ATT&CK tags against the local list (dac.coverage.check_attack_tags),
+a technique tag, falsepositives, references and level present and not empty, every field mapped
+by every target that supports the rule's log source, and, given the compiled queries, the Kusto
+analyzer's hints on each rule's KQL.
+
+Every finding fails `dac lint` unless sigma/lint_exceptions.yml lists it (rule id and check, with
+a reason), in SigmaHQ's exclusion semantics; that file's taxonomy entries extend SigmaHQ's log
+sources. It is the only place any check is relaxed: no validator is switched off in code.
 
 pySigma 1.5 and pySigma-validators-sigmahq 0.21 load their reference data on first use, from the
-network by default: ATT&CK from MITRE's STIX bundle (sigma.data.mitre_attack), D3FEND's
-ontology (sigma.data.mitre_d3fend), SigmaHQ's log source taxonomy, file name prefixes and Windows
-provider lists (sigma.validators.sigmahq.data.*). Each loader has a documented `set_url(<url or
-local file>)` and `set_cache_dir(<dir>)`; `use_local_reference_data` points every loader used
-here at files derived from the repository before any validator runs, and the disk cache at a
-private temporary folder (never ~/.cache), so no validator downloads anything:
+network by default: ATT&CK from MITRE's STIX bundle (sigma.data.mitre_attack), D3FEND's ontology
+(sigma.data.mitre_d3fend), SigmaHQ's taxonomy, file name prefixes and Windows provider lists
+(sigma.validators.sigmahq.data.*). `use_local_reference_data` points every loader at files
+derived from the repository (through each loader's documented `set_url(<file>)` and
+`set_cache_dir(<dir>)`, the cache in a private temporary folder), so nothing is downloaded:
 
   ATT&CK     sigma/attack/enterprise-techniques.json, written as the minimal STIX bundle
              (collection, tactics, techniques with revoked/deprecated flags, groups, software,
              mitigations, data sources) that sigma.data.mitre_attack parses
-  SigmaHQ    sigma/reference/sigmahq/*.json (SigmaHQ's own JSON formats), with the log sources
-             SigmaHQ does not define (linux file_access, linux tracee) added from the project:
-             known when a target pipeline supports them, with the fields those pipelines map,
-             and the file name prefix dac.rules enforces
-
-Validators disabled (DISABLED, with the reason each). Severity: pySigma's HIGH is an error,
-MEDIUM a warning, LOW info, except where SEVERITY_OVERRIDES says otherwise (with the reason).
-
-Project checks (validator names starting with `dac_`): ATT&CK tags against the local list
-(dac.coverage.check_attack_tags), a technique tag, falsepositives, references and level present
-and not empty, every field mapped by every target that supports the rule's log source, and,
-given the compiled queries, the Kusto analyzer's hints on each rule's KQL.
+  D3FEND     an empty ontology: the repository keeps no D3FEND data, so any d3fend tag would be
+             reported as unknown (stricter than upstream; the rules carry none)
+  SigmaHQ    sigma/reference/sigmahq/*.json (SigmaHQ's own JSON formats), plus the taxonomy
+             entries of sigma/lint_exceptions.yml
 """
 from __future__ import annotations
 
@@ -31,41 +40,26 @@ import json
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass, fields as dc_fields
+from dataclasses import fields as dc_fields, replace
 from pathlib import Path
 
+import yaml
 from sigma.rule import SigmaLogSource, SigmaRule
 from sigma.validation import SigmaValidator
 from sigma.validators.base import SigmaValidationIssue, SigmaValidationIssueSeverity
 
 from .convert import Query, rule_fields
 from .coverage import AttackData, TECHNIQUE_RE, check_attack_tags, load_techniques, tag_line
+from .findings import SEVERITIES, Finding
+from .lint_exceptions import EXCEPTIONS_FILE, LintExceptions, TaxonomyEntry, load_exceptions
 from .problems import DacError, Problem
 from .repo import Layout
-from .rules import LoadedRule, RuleSet, expected_prefix
+from .rules import LoadedRule, RuleSet
+from .sigmahq_tests import sigmahq_test_findings
 from .targets import Target, load_targets
 
 SIGMAHQ_DIR = "sigma/reference/sigmahq"
-SEVERITIES = ("error", "warning", "info")
-
-DISABLED = {
-    "d3_fendtag": "needs MITRE's D3FEND ontology, which no registry package ships and the repository does not keep; "
-                  "the rules carry no d3fend tags",
-    "tlpv1_tag": "superseded by tlptag (either TLP version); v1 and v2 contradict each other",
-    "tlpv2_tag": "superseded by tlptag (either TLP version); v1 and v2 contradict each other",
-    "sigmahq_status_to_high": "compares the rule date with today's date: the result changes from one day to the next",
-    "sigmahq_correlation_filename_prefix": "wants correlation_*.yml; this repository names a correlation file by its "
-                                           "base rules' log source (file_access_lnx_...), which dac.rules enforces",
-    "sigmahq_mitre_link": "the rules cite the ATT&CK technique page in references by convention, next to the "
-                          "technique tag that dac requires and checks",
-}
-SEVERITY_OVERRIDES = {
-    # Sigma matches values case-insensitively: a value repeated with other case is redundant, the
-    # rule's logic is unchanged (pySigma rates it HIGH)
-    "sigmahq_field_duplicate_value": "warning",
-}
-# custom rule attributes the project defines (README: TRC-1023 metadata for the SIEM packages)
-PROJECT_ATTRIBUTES = {"tracee"}
+VALIDATORS_FILE = f"{SIGMAHQ_DIR}/validators.yml"
 
 # issue class keyword -> the rule key whose line a finding points at
 _KEY_HINTS = (("Falsepositive", "falsepositives"), ("Title", "title"), ("Description", "description"),
@@ -73,23 +67,7 @@ _KEY_HINTS = (("Falsepositive", "falsepositives"), ("Title", "title"), ("Descrip
               ("Level", "level"), ("Reference", "references"), ("GithubLink", "references"),
               ("MitreLink", "references"), ("Tag", "tags"), ("Logsource", "logsource"),
               ("Correlation", "correlation"), ("Condition", "detection"), ("Detection", "detection"),
-              ("Field", "detection"), ("Identifier", "id"))
-
-
-@dataclass(frozen=True)
-class Finding:
-    path: str
-    line: int | None
-    severity: str          # error | warning | info
-    validator: str         # pySigma validator identifier, or dac_<check>
-    message: str
-
-    def __str__(self) -> str:
-        where = f"{self.path}:{self.line}" if self.line else self.path
-        return f"{self.severity}: {where}: [{self.validator}] {self.message}"
-
-    def sort_key(self):
-        return (self.path, self.line or 0, SEVERITIES.index(self.severity), self.validator, self.message)
+              ("Field", "detection"), ("Identifier", "id"), ("UnknownField", "title"))
 
 
 # --- offline reference data ------------------------------------------------------------------
@@ -126,43 +104,18 @@ def attack_stix_bundle(attack: AttackData) -> dict:
     return {"type": "bundle", "id": "bundle--dac-local", "objects": objects}
 
 
-def _logsource_key(ls: SigmaLogSource) -> str:
-    return f"{ls.product}_{ls.category}_{ls.service}"
+def _extend(documents: dict, extension: tuple[TaxonomyEntry, ...]) -> None:
+    """Add the listed log sources to SigmaHQ's taxonomy and file-name documents, as SigmaHQ entries."""
+    taxonomy, patterns = documents["sigmahq_taxonomy"], documents["sigmahq_filename"]
+    for entry in extension:
+        taxonomy["taxonomy"][f"dac_{entry.key}"] = {"logsource": dict(entry.logsource),
+                                                    "field": {"native": [], "custom": list(entry.fields), "redundant": []}}
+        patterns["pattern"][f"dac_{entry.key}"] = {"logsource": dict(entry.logsource), "prefix": entry.prefix}
 
 
-def _project_logsources(ruleset: RuleSet, targets: dict[str, Target], known: set[str]) -> dict[str, tuple[dict, list[str]]]:
-    """Log sources the rules use that SigmaHQ does not define, with the fields the targets map."""
-    out: dict[str, tuple[dict, list[str]]] = {}
-    for item in ruleset.rules:
-        if item.is_correlation:
-            continue
-        ls = item.rule.logsource
-        key = _logsource_key(ls)
-        if key in known:
-            continue
-        mapped = set(out.get(key, ({}, []))[1])
-        supported = False
-        for target in targets.values():
-            scope = target.scope(item.rule)
-            if scope.supported:
-                supported = True
-                mapped |= set(scope.field_map)
-        if supported:
-            logsource = {k: v for k, v in (("product", ls.product), ("category", ls.category), ("service", ls.service)) if v}
-            out[key] = (logsource, sorted(mapped, key=str.casefold))
-    return out
-
-
-def use_local_reference_data(layout: Layout, ruleset: RuleSet | None = None, targets: dict[str, Target] | None = None,
-                             attack: AttackData | None = None) -> dict[str, str]:
-    """Point pySigma's and the SigmaHQ validators' data loaders at repository data; returns versions."""
-    from sigma.data import mitre_attack
-    from sigma.validators.sigmahq.data import data_filename, data_taxonomy, data_windows_eventid, data_windows_provider
-
-    attack = attack or load_techniques(layout)
-    scratch = _scratch()
-    problems = []
-    documents = {}
+def load_sigmahq_documents(layout: Layout, extension: tuple[TaxonomyEntry, ...] = ()) -> dict[str, dict]:
+    """SigmaHQ's reference documents from sigma/reference/sigmahq, with the taxonomy extension added."""
+    problems, documents = [], {}
     for name in ("sigmahq_taxonomy", "sigmahq_filename", "sigmahq_windows_eventid", "sigmahq_windows_provider"):
         path = layout.root / SIGMAHQ_DIR / f"{name}.json"
         try:
@@ -171,15 +124,19 @@ def use_local_reference_data(layout: Layout, ruleset: RuleSet | None = None, tar
             problems.append(Problem(layout.rel(path), getattr(e, "lineno", None), f"SigmaHQ reference data: {e}"))
     if problems:
         raise DacError(problems)
-    if ruleset is not None and targets is not None:
-        taxonomy, patterns = documents["sigmahq_taxonomy"], documents["sigmahq_filename"]
-        known = {"_".join(str(info["logsource"].get(k)) for k in ("product", "category", "service"))
-                 for info in taxonomy["taxonomy"].values()}
-        for key, (logsource, fields) in sorted(_project_logsources(ruleset, targets, known).items()):
-            taxonomy["taxonomy"][f"dac_{key}"] = {"logsource": logsource, "field": {"native": [], "custom": fields, "redundant": []}}
-            prefix = expected_prefix(logsource)
-            if prefix:
-                patterns["pattern"][f"dac_{key}"] = {"logsource": logsource, "prefix": prefix}
+    _extend(documents, extension)
+    return documents
+
+
+def use_local_reference_data(layout: Layout, extension: tuple[TaxonomyEntry, ...] = (),
+                             attack: AttackData | None = None) -> dict[str, str]:
+    """Point pySigma's and the SigmaHQ validators' data loaders at repository data; returns versions."""
+    from sigma.data import mitre_attack, mitre_d3fend
+    from sigma.validators.sigmahq.data import data_filename, data_taxonomy, data_windows_eventid, data_windows_provider
+
+    attack = attack or load_techniques(layout)
+    scratch = _scratch()
+    documents = load_sigmahq_documents(layout, extension)
     loaders = {"sigmahq_taxonomy": data_taxonomy, "sigmahq_filename": data_filename,
                "sigmahq_windows_eventid": data_windows_eventid, "sigmahq_windows_provider": data_windows_provider}
     for name, module in loaders.items():
@@ -191,17 +148,43 @@ def use_local_reference_data(layout: Layout, ruleset: RuleSet | None = None, tar
     bundle.write_text(json.dumps(attack_stix_bundle(attack)), encoding="utf-8")
     mitre_attack.set_cache_dir(str(scratch / "cache_mitre_attack"))
     mitre_attack.set_url(str(bundle))
+    d3fend = scratch / "d3fend.json"
+    d3fend.write_text(json.dumps({"@graph": []}), encoding="utf-8")
+    mitre_d3fend.set_cache_dir(str(scratch / "cache_mitre_d3fend"))
+    mitre_d3fend.set_url(str(d3fend))
     loaded = mitre_attack.mitre_attack_version                          # load now, from the local file
     return {"attack": loaded, **{n: str(documents[n].get("version")) for n in loaders}}
 
 
 # --- pySigma validators ----------------------------------------------------------------------
 
-def enabled_validators() -> dict[str, type]:
-    """Identifier -> class of every pySigma core and SigmaHQ validator not in DISABLED."""
+def sigmahq_validator_config(layout: Layout) -> list[str]:
+    """The `validators:` list of SigmaHQ's sigma-cli configuration (sigma/reference/sigmahq/validators.yml)."""
+    path = layout.root / VALIDATORS_FILE
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as e:
+        raise DacError([Problem(VALIDATORS_FILE, None, f"SigmaHQ validator set: {e}")])
+    names = data.get("validators") if isinstance(data, dict) else None
+    if not isinstance(names, list) or not names or names[0] != "all":
+        raise DacError([Problem(VALIDATORS_FILE, 1, "`validators:` must be a list starting with `all`")])
+    return [str(n) for n in names]
+
+
+def all_validators() -> dict[str, type]:
     from sigma.validators.core import validators as core
     from sigma.validators.sigmahq import validators as sigmahq
-    return {name: cls for name, cls in sorted({**core, **sigmahq}.items()) if name not in DISABLED}
+    return dict(sorted({**core, **sigmahq}.items()))
+
+
+def enabled_validators(layout: Layout) -> dict[str, type]:
+    """Identifier -> class of every validator SigmaHQ's configuration runs."""
+    known = all_validators()
+    removed = {n[1:] for n in sigmahq_validator_config(layout) if n.startswith("-")}
+    unknown = sorted(removed - set(known))
+    if unknown:
+        raise DacError([Problem(VALIDATORS_FILE, None, f"removes validators pySigma does not have: {', '.join(unknown)}")])
+    return {name: cls for name, cls in known.items() if name not in removed}
 
 
 def _render(value) -> str:
@@ -276,9 +259,7 @@ def _locate(item: LoadedRule, issue: SigmaValidationIssue, lines: list[str]) -> 
     return hinted or item.line
 
 
-def _severity(validator: str, issue: SigmaValidationIssue) -> str:
-    if validator in SEVERITY_OVERRIDES:
-        return SEVERITY_OVERRIDES[validator]
+def _severity(issue: SigmaValidationIssue) -> str:
     return {SigmaValidationIssueSeverity.HIGH: "error", SigmaValidationIssueSeverity.MEDIUM: "warning"}.get(issue.severity, "info")
 
 
@@ -290,11 +271,6 @@ def _pysigma_findings(ruleset: RuleSet, validators: dict[str, type]) -> list[Fin
         issues = SigmaValidator([cls]).validate_rules([item.rule for item in ruleset.rules])
         for issue in issues:
             details = _issue_details(issue)
-            if name == "sigmahq_unknown_field":
-                unknown = [f for f in details.get("fieldname", []) if f not in PROJECT_ATTRIBUTES]
-                if not unknown:
-                    continue
-                details["fieldname"] = issue.fieldname = unknown
             # the first sentence: later ones are examples (the details below say what is wrong)
             message = re.split(r"\.\s+(?=[A-Z(])", issue.description.strip())[0].rstrip(".")
             if details:
@@ -304,7 +280,7 @@ def _pysigma_findings(ruleset: RuleSet, validators: dict[str, type]) -> list[Fin
                 if item is None:
                     continue
                 lines = texts.setdefault(item.path, _read_lines(item))
-                findings.append(Finding(item.path, _locate(item, issue, lines), _severity(name, issue), name, message))
+                findings.append(Finding(item.path, _locate(item, issue, lines), _severity(issue), name, message, str(rule.id)))
     return findings
 
 
@@ -319,22 +295,26 @@ def _read_lines(item: LoadedRule) -> list[str]:
 # --- project checks --------------------------------------------------------------------------
 
 def _project_findings(ruleset: RuleSet, attack: AttackData, targets: dict[str, Target]) -> list[Finding]:
-    findings = [Finding(p.path, p.line, "error", "dac_attack_tags", p.message) for p in check_attack_tags(ruleset, attack)]
+    ids = {}
+    for item in ruleset.rules:
+        ids.setdefault(item.path, str(item.rule.id))
+    findings = [Finding(p.path, p.line, "error", "dac_attack_tags", p.message, ids.get(p.path))
+                for p in check_attack_tags(ruleset, attack)]
     for item in ruleset.rules:
         rule = item.rule
         where = item.key_lines
         if not any(t.namespace == "attack" and TECHNIQUE_RE.match(t.name.lower()) for t in rule.tags):
             findings.append(Finding(item.path, where.get("tags", item.line), "error", "dac_missing_technique_tag",
-                                    f"rule {item.name}: no ATT&CK technique tag (attack.tNNNN[.NNN]); coverage cannot count it"))
+                                    f"rule {item.name}: no ATT&CK technique tag (attack.tNNNN[.NNN]); coverage cannot count it", str(item.rule.id)))
         if not [fp for fp in (rule.falsepositives or []) if str(fp).strip()]:
             findings.append(Finding(item.path, where.get("falsepositives", item.line), "warning", "dac_missing_falsepositives",
-                                    f"rule {item.name}: no falsepositives: say what benign activity matches (or why nothing does)"))
+                                    f"rule {item.name}: no falsepositives: say what benign activity matches (or why nothing does)", str(item.rule.id)))
         if not [r for r in (rule.references or []) if str(r).strip()]:
             findings.append(Finding(item.path, where.get("references", item.line), "warning", "dac_missing_references",
-                                    f"rule {item.name}: no references: link the technique, tool or report the rule is based on"))
+                                    f"rule {item.name}: no references: link the technique, tool or report the rule is based on", str(item.rule.id)))
         if rule.level is None:
             findings.append(Finding(item.path, where.get("level", item.line), "error", "dac_missing_level",
-                                    f"rule {item.name}: no level: the SIEM packages derive alert severity from it"))
+                                    f"rule {item.name}: no level: the SIEM packages derive alert severity from it", str(item.rule.id)))
         if isinstance(rule, SigmaRule):
             findings += _mapping_findings(item, targets)
     return findings
@@ -352,11 +332,11 @@ def _mapping_findings(item: LoadedRule, targets: dict[str, Target]) -> list[Find
         for f in fields:
             if f not in scope.field_map:
                 findings.append(Finding(item.path, line, "error", "dac_unmapped_field",
-                                        f"rule {item.name}: field {f!r} is not mapped for target {target.name} ({target.pipeline_file})"))
+                                        f"rule {item.name}: field {f!r} is not mapped for target {target.name} ({target.pipeline_file})", str(item.rule.id)))
     if not supported:
         ls = _render(item.rule.logsource)
         findings.append(Finding(item.path, item.key_lines.get("logsource", item.line), "error", "dac_unsupported_logsource",
-                                f"rule {item.name}: no target supports log source {ls} (sigma/targets.yml)"))
+                                f"rule {item.name}: no target supports log source {ls} (sigma/targets.yml)", str(item.rule.id)))
     return findings
 
 
@@ -376,39 +356,69 @@ def _kql_findings(layout: Layout, queries: list[Query]) -> list[Finding]:
         for d in diagnostics:
             findings.append(Finding(q.rule.path, q.rule.key_lines.get("detection", q.rule.line), severity.get(d.severity, "info"),
                                     "dac_kql_analyzer", f"rule {q.rule.name} on target {q.target.name}, line {d.line} of the KQL: "
-                                                        f"{d.severity} {d.code}: {' '.join(d.message.split())}"))
+                                                        f"{d.severity} {d.code}: {' '.join(d.message.split())}", str(q.rule.rule.id)))
     return findings
 
 
 # --- entry point -----------------------------------------------------------------------------
 
+def _apply_exceptions(findings: list[Finding], exceptions: LintExceptions, not_run: set[str]) -> list[Finding]:
+    """Mark listed findings; a listed exception that matches no finding of a check that ran is
+    itself a finding."""
+    out, used = [], set()
+    for f in findings:
+        reason = exceptions.reason(f.rule_id, f.validator)
+        if reason:
+            used.add((f.rule_id, f.validator))
+            f = replace(f, excepted=reason)
+        out.append(f)
+    for e in exceptions.exceptions:
+        if (e.rule, e.check) not in used and e.check not in not_run:
+            out.append(Finding(EXCEPTIONS_FILE, e.line, "error", "dac_stale_exception",
+                               f"exception for {e.check} on rule {e.rule} matches no finding: remove it"))
+    return out
+
+
 def lint_rules(layout: Layout, ruleset: RuleSet, queries: list[Query] | None = None) -> list[Finding]:
-    """Every finding for the loaded rules, in a stable order (file, line, severity, validator).
+    """Every finding for the loaded rules, in a stable order (file, line, severity, check).
 
     With `queries` (dac.convert.compile_rules) the Kusto analyzer's hints on each rule's KQL are
     included (needs node and tools/kusto-analyzer/node_modules).
     """
     attack = load_techniques(layout)
     targets, _ = load_targets(layout)
-    use_local_reference_data(layout, ruleset, targets, attack)
-    findings = _pysigma_findings(ruleset, enabled_validators())
+    exceptions = load_exceptions(layout)
+    use_local_reference_data(layout, exceptions.taxonomy, attack)
+    documents = load_sigmahq_documents(layout, ())
+    findings = _pysigma_findings(ruleset, enabled_validators(layout))
+    findings += sigmahq_test_findings(layout.root, ruleset, documents["sigmahq_taxonomy"], documents["sigmahq_filename"],
+                                      exceptions.taxonomy)
     findings += _project_findings(ruleset, attack, targets)
     if queries is not None:
         findings += _kql_findings(layout, queries)
-    return sorted(set(findings), key=Finding.sort_key)
+    not_run = set() if queries is not None else {"dac_kql_analyzer"}
+    return sorted(set(_apply_exceptions(findings, exceptions, not_run)), key=Finding.sort_key)
+
+
+def failing(findings: list[Finding]) -> list[Finding]:
+    """The findings no exception covers: any one of them fails lint and CI."""
+    return [f for f in findings if not f.excepted]
 
 
 def summary(findings: list[Finding]) -> str:
-    counts = {s: sum(1 for f in findings if f.severity == s) for s in SEVERITIES}
-    return f"{counts['error']} errors, {counts['warning']} warnings, {counts['info']} info"
+    open_ = failing(findings)
+    counts = {s: sum(1 for f in open_ if f.severity == s) for s in SEVERITIES}
+    return (f"{counts['error']} errors, {counts['warning']} warnings, {counts['info']} info, "
+            f"{len(findings) - len(open_)} listed exceptions")
 
 
 def lint_command(layout: Layout, strict: bool = False, kql: bool = True, out=print) -> int:
-    """`dac lint`: print every finding and a summary; 1 on an error (with `strict`, on a warning too).
+    """`dac lint`: print every finding and a summary; 1 when any finding is not a listed exception.
 
     Rules that do not load are reported by load_rules (DacError) before anything else runs. The KQL
     hints need the queries: when a rule does not compile, lint reports why (dac_unmapped_field,
-    dac_unsupported_logsource) and skips the hints.
+    dac_unsupported_logsource) and skips the hints. `strict` is kept for compatibility: every
+    finding not listed in sigma/lint_exceptions.yml already fails, whatever its severity.
     """
     from .convert import compile_rules
     from .rules import load_rules
@@ -422,7 +432,6 @@ def lint_command(layout: Layout, strict: bool = False, kql: bool = True, out=pri
     findings = lint_rules(layout, ruleset, queries)
     for finding in findings:
         out(str(finding))
-    out(f"lint: {len(ruleset.rules)} rules, {len(enabled_validators())} pySigma validators "
-        f"({len(DISABLED)} disabled) and the dac checks: {summary(findings)}")
-    failing = {"error", "warning"} if strict else {"error"}
-    return 1 if any(f.severity in failing for f in findings) else 0
+    out(f"lint: {len(ruleset.rules)} rules, {len(enabled_validators(layout))} pySigma validators (SigmaHQ's set), "
+        f"SigmaHQ's rule and log-source tests, yamllint and the dac checks: {summary(findings)}")
+    return 1 if failing(findings) else 0

@@ -30,6 +30,7 @@ REQUIRED_CORRELATION_KEYS = ("title", "id", "name", "status", "description", "re
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")          # also the KQL `let` / SPL label
 TECHNIQUE_TAG_RE = re.compile(r"^attack\.t\d{4}(\.\d{3})?$")
 FILENAME_RE = re.compile(r"^[a-z0-9]+(_[a-z0-9]+)*\.yml$")
+CORRELATION_PREFIX = "correlation_"
 # RE2 (KQL `matches regex`) has no lookaround and no backreferences; PCRE and Python do.
 RE2_UNSUPPORTED = re.compile(r"\(\?<?[=!]|\\[1-9]")
 
@@ -212,12 +213,8 @@ def _check_filename(item: LoadedRule, ruleset: RuleSet) -> list[Problem]:
     if not FILENAME_RE.match(file_name):
         return [item.problem(f"file name {file_name!r} must be lower-case snake_case ending in .yml")]
     rule = item.rule
-    if isinstance(rule, SigmaCorrelationRule):
-        bases = [r for r in ruleset.rules if r.name in {ref.reference for ref in rule.rules}]
-        logsource = bases[0].rule.logsource.to_dict() if bases and not bases[0].is_correlation else {}
-    else:
-        logsource = rule.logsource.to_dict()
-    prefix = expected_prefix(logsource)
+    # SigmaHQ: a correlation rule lives in its own correlation_*.yml file, its base rules in theirs
+    prefix = CORRELATION_PREFIX if isinstance(rule, SigmaCorrelationRule) else expected_prefix(rule.logsource.to_dict())
     if prefix and not file_name.startswith(prefix):
         return [item.problem(f"file name {file_name!r} should start with {prefix!r} for its log source (SigmaHQ convention)")]
     return []

@@ -32,12 +32,14 @@ from .compose import hunting_members, hunting_specs, kql_hunting
 from .convert import Query
 from .problems import DacError, Problem
 from .repo import Layout
+from .sentinel_versions import LOCK_FILE, VERSION_RE, load_lock, lock_text, query_hash, settle
 
-# Newest stable Microsoft.SecurityInsights api-version (azure-rest-api-specs stable/2025-09-01).
-# Its ScheduledAlertRuleProperties has `techniques` but no `subTechniques` (preview api-versions
-# only), so sub-techniques are carried by the YAML's relevantTechniques and not sent to the API.
-API_VERSION = "2025-09-01"
-API_SUPPORTS_SUBTECHNIQUES = False
+# Microsoft.SecurityInsights api-version of the ARM templates and of `dac deploy`. No stable
+# version's ScheduledAlertRuleProperties has `subTechniques` (up to stable 2025-09-01); the
+# preview versions have since 2024-01-01-preview, and Azure-Sentinel's own solution templates
+# deploy analytics with a preview version for that reason. Without it T1003.007 would be cut to
+# T1003 on deploy, so the newest preview (2025-10-01-preview) is used.
+API_VERSION = "2025-10-01-preview"
 ARM_SCHEMA = "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#"
 RESOURCE_TYPE = "Microsoft.OperationalInsights/workspaces/providers/alertRules"
 
@@ -72,7 +74,18 @@ _MARKER_RE = re.compile(r"Managed by dac from sigma rule (\S+) \(target ([^\s()]
 _STAMP_LINES = re.compile(r"(?:\n[ \t]*dac-[a-z-]+: \S*[ \t]*)+\s*$")
 
 DEFAULT_KEYS = ("queryFrequency", "queryPeriod", "triggerOperator", "triggerThreshold", "suppressionEnabled",
-                "suppressionDuration", "eventGroupingSettings", "incidentConfiguration", "enabled", "status", "version")
+                "suppressionDuration", "eventGroupingSettings", "incidentConfiguration", "enabled", "status", "version",
+                "dedupByIngestionTime")
+# dedupByIngestionTime: each run alerts only on rows ingested since the previous run (see
+# ingestion_window), so a queryPeriod longer than queryFrequency catches late rows without
+# alerting twice on the rows of the overlap.
+INGESTION_FILTER = "| where ingestion_time() > ago({window})"
+# A correlation alerts on its sequences whose last event falls in one run's slice of event time,
+# (now - queryFrequency - delay, now - delay], delay = queryPeriod - queryFrequency - timespan:
+# consecutive runs' slices neither overlap nor leave gaps, and every step of a sequence in the
+# slice is inside the lookback. Filtering a step on ingestion time would lose a sequence whose
+# steps were ingested out of order in two runs.
+SEQUENCE_FILTER = "| where LastTime > ago({start}m) and LastTime <= ago({delay}m)"
 SHAPE_KEYS = ("entityMappings", "customDetails", "alertDetailsOverride")
 OVERRIDE_KEYS = ("name", "description", "severity") + DEFAULT_KEYS + SHAPE_KEYS
 REQUIRED_DEFAULTS = ("queryFrequency", "queryPeriod", "triggerOperator", "triggerThreshold",
@@ -155,6 +168,7 @@ def load_analytics_config(layout: Layout) -> dict | None:
     if not isinstance(config, dict):
         raise DacError([Problem(CONFIG_FILE, 1, "must be a YAML mapping")])
     config["_lines"] = lines
+    config["_versions"] = load_lock(layout)
     return config
 
 
@@ -181,7 +195,7 @@ class _Config:
         self.shapes = self._mapping("shapes")
         self.overrides = self._mapping("overrides")
         for key in raw:
-            if key not in ("defaults", "data_connectors", "shapes", "overrides", "_lines"):
+            if key not in ("defaults", "data_connectors", "shapes", "overrides", "_lines", "_versions"):
                 self.problem((key,), f"unknown top-level key `{key}` (allowed: defaults, data_connectors, shapes, overrides)")
         for key in REQUIRED_DEFAULTS:
             if key not in self.defaults:
@@ -279,6 +293,39 @@ class _Spec:
     tactics: list[str]
     techniques: list[str]
     query: str
+    # the `let` names whose rows the ingestion window applies to (a hunting union: every member);
+    # None: the query starts with its table
+    window_lets: list[str] | None = None
+    correlation_seconds: int | None = None      # a correlation's timespan
+
+
+def sequence_window(query: str, frequency: str, period: str, seconds: int) -> str | None:
+    """A correlation query restricted to the sequences of this run's slice (SEQUENCE_FILTER);
+    None when the lookback is too short to hold a whole sequence beyond the frequency."""
+    delay = duration_minutes(period) - duration_minutes(frequency) - -(-seconds // 60)
+    if delay < 0:
+        return None
+    start = duration_minutes(frequency) + delay
+    return query.rstrip("\n") + "\n" + SEQUENCE_FILTER.format(start=start, delay=delay) + "\n"
+
+
+def ingestion_window(query: str, window: str, lets: list[str] | None) -> str | None:
+    """The query with `| where ingestion_time() > ago(<window>)` right after its table, or after
+    the table of each named `let`; None when there is no such place."""
+    lines = query.rstrip("\n").split("\n")
+    flt = INGESTION_FILTER.format(window=window)
+    if lets is None:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", lines[0].strip()):
+            return None
+        return "\n".join([lines[0], flt] + lines[1:]) + "\n"
+    out, found = [], set()
+    for line in lines:
+        out.append(line)
+        match = re.fullmatch(r"let ([A-Za-z_][A-Za-z0-9_]*) = [A-Za-z_][A-Za-z0-9_]*", line.strip())
+        if match and match.group(1) in lets:
+            out.append(flt)
+            found.add(match.group(1))
+    return "\n".join(out) + "\n" if found == set(lets) else None
 
 
 def _settings(spec: _Spec, cfg: _Config) -> dict:
@@ -365,6 +412,17 @@ def _build(spec: _Spec, cfg: _Config) -> AlertRule:
     if not tables:
         cfg.problem(("data_connectors",), f"{spec.file_stem}: the query reads no table listed under `data_connectors`")
     query = spec.query.rstrip("\n") + "\n"
+    if s.get("dedupByIngestionTime") and not cfg.problems:
+        if spec.correlation_seconds is not None:
+            filtered = sequence_window(query, str(s["queryFrequency"]), str(s["queryPeriod"]), spec.correlation_seconds)
+            why = (f"queryPeriod must exceed queryFrequency by the correlation's timespan "
+                   f"({spec.correlation_seconds}s) for one alert per sequence")
+        else:
+            filtered = ingestion_window(query, str(s["queryFrequency"]), spec.window_lets)
+            why = "no place for the ingestion-time filter in the query"
+        if filtered is None:
+            cfg.problem(("defaults", "dedupByIngestionTime"), f"{spec.file_stem}: {why}")
+        query = filtered or query
     doc: dict = {
         "id": spec.guid,
         "name": name,
@@ -407,9 +465,8 @@ def _build(spec: _Spec, cfg: _Config) -> AlertRule:
         "suppressionEnabled": bool(doc["suppressionEnabled"]),
         "tactics": spec.tactics,
         "techniques": techniques,
+        "subTechniques": [t for t in spec.techniques if "." in t],
     }
-    if API_SUPPORTS_SUBTECHNIQUES:
-        props["subTechniques"] = [t for t in spec.techniques if "." in t]
     props["entityMappings"] = copy.deepcopy(doc["entityMappings"])
     for key in ("customDetails", "alertDetailsOverride", "eventGroupingSettings"):
         if key in doc:
@@ -434,7 +491,8 @@ def _rule_specs(queries: list[Query]) -> list[_Spec]:
             file_stem=f"{q.rule.stem}.{q.target.name}" if several_targets else q.rule.stem,
             owner=(str(rule.id), q.target.name), config_key=str(rule.id), shape=shape,
             name=str(rule.title), description=_rule_description(rule), severity=_severity(rule.level),
-            tactics=tactics, techniques=techniques, query=q.text))
+            tactics=tactics, techniques=techniques, query=q.text,
+            correlation_seconds=int(rule.timespan.seconds) if q.rule.is_correlation else None))
     return specs
 
 
@@ -460,7 +518,8 @@ def _hunting_specs(queries: list[Query], config: dict) -> list[_Spec]:
             config_key=hunt.name, shape="hunting",
             name=f"{technique}: composed detection ({names})",
             description=f"Composed union of the Sigma rules tagged {hunt.technique}: {names}.",
-            severity=severity, tactics=tactics, techniques=techniques, query=text))
+            severity=severity, tactics=tactics, techniques=techniques, query=text,
+            window_lets=[q.rule.name for q in members]))
     return specs
 
 
@@ -489,7 +548,22 @@ def alert_rules(queries: list[Query], config: dict | None, targets_config: dict)
         rules.append(_build(spec, cfg))
     if cfg.problems:
         raise DacError(cfg.problems)
+    locked = config.get("_versions") or {}
+    for rule in rules:
+        configured = rule.yaml_doc["version"]
+        if not VERSION_RE.match(configured):
+            cfg.problem(("defaults", "version"), f"{rule.file_stem}: version {configured!r} must be x.y.z")
+            continue
+        rule.yaml_doc["version"] = settle(configured, rule.yaml_doc["query"], locked.get(rule.id))
+    if cfg.problems:
+        raise DacError(cfg.problems)
     return rules
+
+
+def version_lock(rules: list[AlertRule]) -> str:
+    """sentinel/versions.lock.yml for these analytics."""
+    return lock_text({r.id: {"name": r.file_stem, "version": r.yaml_doc["version"], "sha256": query_hash(r.yaml_doc["query"])}
+                      for r in rules})
 
 
 # ---------------------------------------------------------------- files
@@ -545,9 +619,11 @@ def build_sentinel_files(queries: list[Query], config: dict, layout: Layout) -> 
     if analytics is None:
         return {}
     files = {}
-    for rule in alert_rules(queries, analytics, config):
+    rules = alert_rules(queries, analytics, config)
+    for rule in rules:
         files[f"{ANALYTICS_DIR}/{rule.file_stem}.yaml"] = template_yaml(rule.yaml_doc)
         files[f"{ARM_DIR}/{rule.file_stem}.json"] = json.dumps(arm_template(rule), indent=2, ensure_ascii=False) + "\n"
+    files[LOCK_FILE] = version_lock(rules)
     return dict(sorted(files.items()))
 
 
