@@ -22,6 +22,7 @@ from sigma.types import SigmaRegularExpression
 
 from .problems import DacError, Problem
 from .repo import Layout
+from .rule_files import find_rule_files
 
 REQUIRED_RULE_KEYS = ("title", "id", "name", "status", "description", "references", "author",
                       "date", "tags", "logsource", "detection", "falsepositives", "level")
@@ -263,9 +264,10 @@ def _resolve_correlations(ruleset: RuleSet) -> list[Problem]:
 
 def load_rules(layout: Layout, files: list[Path] | None = None) -> RuleSet:
     """Load and check every rule; raise DacError listing every problem found."""
-    files = files if files is not None else sorted(layout.rules.rglob("*.yml"))
     ruleset, problems = RuleSet(), []
-    if not files:
+    if files is None:
+        files, problems = find_rule_files(layout)
+    if not files and not problems:
         problems.append(Problem(layout.rel(layout.rules), None, "no rules found (*.yml)"))
     for file in files:
         loaded, file_problems = _load_file(file, layout)
