@@ -13,6 +13,7 @@ from __future__ import annotations
 import sys
 from typing import Callable
 
+from . import content
 from .artifacts import build_artifacts, compile_repository, stale_report
 from .deploy_plan import Change, DeployError, apply_plan, make_plan, render_plan
 from .problems import DacError, Problem
@@ -21,7 +22,7 @@ from .repo import Layout
 from .retry import HttpFailure, RetryPolicy
 from .transport import TransportOptions
 
-SENTINEL_QUERY_LIMIT = 10_000      # characters: Sentinel refuses longer scheduled-rule queries
+SENTINEL_QUERY_LIMIT = content.SENTINEL_QUERY_LIMIT    # checked again on the final ARM query (tests lower it)
 
 
 def _stderr(line: str) -> None:

@@ -22,6 +22,7 @@ from sigma.types import SigmaRegularExpression
 
 from .problems import DacError, Problem
 from .repo import Layout
+from .content import RULE_FILE_LIMIT, check_rule_values
 from .rule_files import find_rule_files
 
 REQUIRED_RULE_KEYS = ("title", "id", "name", "status", "description", "references", "author",
@@ -159,6 +160,8 @@ def _parse(data: dict) -> SigmaRule | SigmaCorrelationRule:
 def _load_file(file: Path, layout: Layout) -> tuple[list[LoadedRule], list[Problem]]:
     rel = layout.rel(file)
     try:
+        if file.stat().st_size > RULE_FILE_LIMIT:
+            return [], [Problem(rel, None, f"rule file is {file.stat().st_size} bytes (limit {RULE_FILE_LIMIT}): refused")]
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         return [], [Problem(rel, None, f"cannot read rule file: {e}")]
@@ -176,7 +179,7 @@ def _load_file(file: Path, layout: Layout) -> tuple[list[LoadedRule], list[Probl
     for node, data in zip(nodes, documents):
         start = node.start_mark.line + 1
         key_lines = _key_lines(node)
-        doc_problems = _check_document(rel, start, data, key_lines, text_lines)
+        doc_problems = check_rule_values(rel, node) + _check_document(rel, start, data, key_lines, text_lines)
         if doc_problems:
             problems += doc_problems
             continue
