@@ -21,8 +21,9 @@ from sigma.rule import SigmaDetection, SigmaDetectionItem, SigmaRule
 from sigma.types import SigmaRegularExpression
 
 from .problems import DacError, Problem
+from .regex_safety import analyze
 from .repo import Layout
-from .content import RULE_FILE_LIMIT, check_rule_values
+from .content import RULE_FILE_LIMIT, check_rule_values, excerpt
 from .rule_files import find_rule_files
 
 REQUIRED_RULE_KEYS = ("title", "id", "name", "status", "description", "references", "author",
@@ -32,8 +33,6 @@ REQUIRED_CORRELATION_KEYS = ("title", "id", "name", "status", "description", "re
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")          # also the KQL `let` / SPL label
 TECHNIQUE_TAG_RE = re.compile(r"^attack\.t\d{4}(\.\d{3})?$")
 FILENAME_RE = re.compile(r"^[a-z0-9]+(_[a-z0-9]+)*\.yml$")
-# RE2 (KQL `matches regex`) has no lookaround and no backreferences; PCRE and Python do.
-RE2_UNSUPPORTED = re.compile(r"\(\?<?[=!]|\\[1-9]")
 
 
 @dataclass
@@ -120,8 +119,14 @@ def _check_regexes(loaded: LoadedRule, text_lines: list[str]) -> list[Problem]:
             except SigmaError as e:
                 problems.append(Problem(loaded.path, line, f"invalid regular expression for {item.field}: {e}"))
                 continue
-            if RE2_UNSUPPORTED.search(pattern):
-                problems.append(Problem(loaded.path, line, f"regular expression for {item.field} uses lookaround or a backreference, which KQL (RE2) cannot run: {pattern!r}"))
+            flags = 0
+            for flag in value.flags:
+                flags |= value.sigma_to_python_flags[flag]
+            # catastrophic backtracking and engine differences (PCRE / RE2 / Python): dac.regex_safety
+            for finding in analyze(pattern, flags):
+                what = "unsafe" if finding.kind == "catastrophic" else "not portable"
+                problems.append(Problem(loaded.path, line, f"{what} regular expression for {item.field}: "
+                                                           f"{finding.message}: {excerpt(pattern)}"))
     return problems
 
 
