@@ -92,3 +92,39 @@ def test_a_symlinked_rule_folder_inside_the_repository_is_followed(sandbox, caps
     (sandbox.root / RULE_DIR / "loop").symlink_to(sandbox.root / "sigma" / "rules")
     code, text = _check(capsys)
     assert code == 1 and f"error: {RULE_DIR}/loop: folder loop" in text
+
+
+def test_a_socket_or_device_named_like_a_rule_is_refused(sandbox, capsys, monkeypatch):
+    import socket
+    folder = sandbox.root / RULE_DIR
+    monkeypatch.chdir(folder)          # a relative name: AF_UNIX paths are limited to 108 bytes
+    server = socket.socket(socket.AF_UNIX)
+    try:
+        server.bind("proc_creation_lnx_sock.yml")
+        try:
+            os.mknod(folder / "proc_creation_lnx_dev.yml", stat.S_IFCHR | 0o600, os.makedev(1, 3))   # /dev/null
+            device = True
+        except PermissionError:       # not root: the socket alone shows the check
+            device = False
+        code, text = _check(capsys)
+    finally:
+        server.close()
+    assert code == 1 and "Traceback" not in text
+    assert f"error: {RULE_DIR}/proc_creation_lnx_sock.yml: is a socket, not a rule file" in text
+    if device:
+        assert f"error: {RULE_DIR}/proc_creation_lnx_dev.yml: is a device, not a rule file" in text
+
+
+def test_a_pipeline_or_targets_file_linking_out_of_the_repository_is_refused(sandbox, capsys, tmp_path_factory):
+    pipelines = sorted((sandbox.sigma / "pipelines").glob("*.yml"))
+    outside = tmp_path_factory.mktemp("outside") / pipelines[0].name
+    outside.write_text(pipelines[0].read_text())
+    pipelines[0].unlink()
+    pipelines[0].symlink_to(outside)
+    code, text = _check(capsys)
+    assert code == 1 and f"error: sigma/pipelines/{pipelines[0].name}: symlink leaves the repository" in text
+    targets = sandbox.sigma / "targets.yml"
+    targets.rename(sandbox.sigma / "targets.real.yml")
+    targets.symlink_to("targets.yml")
+    code, text = _check(capsys)
+    assert code == 1 and "error: sigma/targets.yml: symlink loop" in text and "Traceback" not in text

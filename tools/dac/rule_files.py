@@ -78,3 +78,21 @@ def find_rule_files(layout: Layout) -> tuple[list[Path], list[Problem]]:
 
     walk(layout.rules)
     return files, problems
+
+
+def check_input_file(layout: Layout, path: Path) -> Problem | None:
+    """An input file under sigma/ (targets, pipelines) before it is opened: a regular file inside
+    the repository, reached through in-repository links only."""
+    rel = layout.rel(path)
+    try:
+        real = path.resolve(strict=True)
+    except RuntimeError:
+        return Problem(rel, None, "symlink loop: the link never reaches a file")
+    except OSError:
+        return None                      # missing: the reader reports it as it always did
+    if not real.is_relative_to(layout.root.resolve()):
+        return Problem(rel, None, f"symlink leaves the repository (to {real}): refused")
+    mode = real.stat().st_mode
+    if not stat.S_ISREG(mode):
+        return Problem(rel, None, f"is {_kind(mode) if not stat.S_ISDIR(mode) else 'a folder'}, not a file: refused")
+    return None
