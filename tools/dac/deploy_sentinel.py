@@ -96,7 +96,6 @@ class SentinelClient:
                      f"/providers/Microsoft.SecurityInsights/alertRules")
         self.api_version = api_version
         self.session = requests.Session()
-        self.session.trust_env = False        # no proxy or .netrc credentials from the environment
         self.session.headers.update({"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
         verify = (verify_tls(bool(config.get("verify_tls", True)), transport, self.endpoint, warn)
                   if self.endpoint.startswith("https:") else False)
