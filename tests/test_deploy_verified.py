@@ -103,3 +103,17 @@ def test_an_arm_apply_that_does_not_stick_fails_the_read_back(arm_repo, arm, cap
     assert "created, but not there when read back" in text
     assert "verified: read back 6 change(s): 1 not as written" in text
     assert "verified: read back 6 change(s): all as written" in text        # the other workspace
+
+
+@pytest.mark.parametrize("body, content_type, message", [
+    (b"", "application/json", "empty body"),
+    (b'{"entry": [', "application/json", "not complete JSON"),
+    (b"<html>502</html>", "text/html; charset=utf-8", "answered text/html"),
+    (b"[]", "application/json", "JSON but not an object"),
+    (b"\xff\xfe", "", "not complete JSON"),
+])
+def test_a_response_body_must_be_a_json_object(body, content_type, message):
+    from dac.deploy_plan import DeployError
+    from dac.responses import json_document
+    with pytest.raises(DeployError, match=message):
+        json_document(body, content_type, "GET x")

@@ -16,6 +16,7 @@ what comes from other inputs). Messages show a short escaped excerpt, never the 
 """
 from __future__ import annotations
 
+import re
 import unicodedata
 
 import yaml
@@ -28,6 +29,8 @@ ARTIFACT_LIMIT = 2_000_000
 RULE_FILE_LIMIT = 1_000_000
 BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 ALLOWED_CONTROLS = frozenset("\n\t")
+# the Cc category (C0, DEL, C1) but newline and tab, and the bidi characters: one regex scan
+FORBIDDEN = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 def excerpt(text: str, limit: int = 60) -> str:
@@ -42,11 +45,11 @@ def _bad(char: str) -> bool:
 
 def forbidden(text: str) -> tuple[int, int, str] | None:
     """(line, column, character) of the first forbidden character, or None."""
-    for index, char in enumerate(text):
-        if _bad(char):
-            line = text.count("\n", 0, index) + 1
-            return line, index - (text.rfind("\n", 0, index) + 1) + 1, char
-    return None
+    match = FORBIDDEN.search(text)
+    if match is None:
+        return None
+    index = match.start()
+    return text.count("\n", 0, index) + 1, index - (text.rfind("\n", 0, index) + 1) + 1, match.group()
 
 
 def describe(char: str) -> str:

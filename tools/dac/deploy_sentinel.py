@@ -24,9 +24,9 @@ from urllib.parse import urlsplit
 
 from .deploy_config import LoadedConfig, Setting, check_ca_file, check_timeout, load_config
 from .deploy_plan import DeployError, DesiredObject, LiveObject
-from .deploy_splunk import json_document
 from .problems import DacError, Problem
 from .redaction import SecretError, check_secret
+from .responses import json_document
 from .retry import HttpFailure, RetryPolicy, with_retries
 from .transport import ARM_HOSTS, TransportOptions, check_arm_endpoint, check_cleartext, same_origin, verify_tls
 

@@ -25,6 +25,7 @@ from typing import Callable
 from .deploy_config import LoadedConfig, Setting, check_app, check_ca_file, check_host, check_port, \
     check_scheme, check_timeout, load_config
 from .deploy_plan import DeployError, DesiredObject, LiveObject
+from .responses import json_document
 from .problems import DacError, Problem
 from .redaction import SecretError, check_secret
 from .retry import HttpFailure, RetryPolicy, with_retries
@@ -131,23 +132,6 @@ class SplunkClient:
 
     def delete(self, live: LiveObject) -> None:
         self._call("delete", f"saved/searches/{live.key}")
-
-
-def json_document(body: bytes, content_type: str, what: str) -> dict:
-    """A response body that must be a JSON object; anything else is an error naming what came."""
-    if not body:
-        raise DeployError(f"{what}: the server answered with an empty body; nothing can be concluded from it")
-    kind = content_type.split(";")[0].strip().lower()
-    if kind and "json" not in kind:
-        raise DeployError(f"{what}: the server answered {kind} ({len(body)} bytes), not JSON "
-                          "(a proxy or login page?)")
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise DeployError(f"{what}: the answer is not complete JSON ({len(body)} bytes; cut off?)") from None
-    if not isinstance(data, dict):
-        raise DeployError(f"{what}: the answer is JSON but not an object")
-    return data
 
 
 def _check_list_page(data: dict, offset: int) -> tuple[list[dict], int]:
