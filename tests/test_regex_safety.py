@@ -80,3 +80,25 @@ def test_a_pcre_regex_in_spl_that_would_backtrack_is_not_run():
     from dac.spl_parse import SplUnsupported, python_regex
     with pytest.raises(SplUnsupported, match="backtrack catastrophically"):
         python_regex(r"(a+)+$")
+
+
+def test_replay_runs_each_regex_under_a_time_budget(repo_layout):
+    """Second line behind the load-time refusal: a regex the analysis would miss cannot hang replay.
+    The rule is built in memory (load_rules would refuse it) and its regex runs on the Sigma engine."""
+    import yaml as _yaml
+    from sigma.rule import SigmaRule
+
+    from dac import regex_budget
+    from dac.engine_sigma import SigmaEngine
+    from dac.targets import load_targets
+    data = _yaml.safe_load(RULE.replace("CommandLine|contains: 'foo'", "CommandLine|re: '(a+)+$'"))
+    rule = SigmaRule.from_dict(data)
+    target = load_targets(repo_layout)[0]["sentinel"]
+    rows = [{"dac_key": "1", "ProcessCommandLine": "a" * 40 + "!"}]
+    started = time.perf_counter()
+    with pytest.raises(regex_budget.RegexBudgetExceeded, match=r"'\(a\+\)\+\$' in rule 'Test Rule' ran longer than 0.5s"):
+        with regex_budget.armed(0.5):
+            SigmaEngine().matches(rule, target, rows)
+    assert time.perf_counter() - started < 10, "stopped by the budget, not by finishing"
+    with regex_budget.armed(0.5):         # the budget does not disturb an ordinary regex
+        assert SigmaEngine().matches(rule, target, [{"dac_key": "2", "ProcessCommandLine": "aaa"}]) == {"2"}

@@ -15,11 +15,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from collections import Counter
 from pathlib import Path
 
+from . import regex_budget
 from .artifacts import build_artifacts, compile_repository, existing_artifacts, stale_report, write_artifacts
 from .problems import DacError
 from .repo import Layout, find_root
@@ -272,7 +274,12 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--events needs --format")
         if args.verb == "test" and args.events and args.format == "mde" and args.table not in ("DeviceFileEvents", "DeviceProcessEvents"):
             parser.error("--format mde needs --table DeviceFileEvents or --table DeviceProcessEvents")
-        return handler(layout, args)
+        # replay runs rule regexes with Python's re: each under a time budget (dac.regex_budget)
+        with regex_budget.armed() if args.verb in ("test", "coverage", "review") else contextlib.nullcontext():
+            return handler(layout, args)
+    except regex_budget.RegexBudgetExceeded as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     except DacError as e:
         for problem in e.problems:
             print(f"error: {problem}", file=sys.stderr)

@@ -15,9 +15,9 @@ versions) and walks the tree. It reports:
       the body, or the next iteration): `(a+)+`, `(\\w+\\w)+`, `(.*,)*`; not `(\\w+\\.)+`,
       where the `.` after `\\w+` can only be a dot;
     * two alternatives can match the same text: `(a|a)*`, `(\\w|\\d)+`, `(ab|a.)+`.
-  The analysis is conservative (first-character sets over a probe alphabet): it can refuse a
-  pattern that is in fact safe, never the other way round for these shapes. Rewrite with a
-  character class, an anchor, or by removing the nesting.
+  The analysis errs towards refusing (first-character sets over a probe alphabet): it can refuse
+  a pattern that is in fact safe. Rewrite with a character class, an anchor, or by removing the
+  nesting. It is a heuristic: replay also runs regexes under a time budget (dac.regex_budget).
 - constructs whose meaning differs between the engines (error): backreferences, lookahead and
   lookbehind, atomic groups and possessive quantifiers, conditionals (none of these exist in
   RE2), `\\Z` (end of string in Python, end or before a final newline in PCRE, unknown to RE2),
