@@ -25,9 +25,9 @@ from typing import Callable
 from .deploy_config import LoadedConfig, Setting, check_app, check_ca_file, check_host, check_port, \
     check_scheme, check_timeout, load_config
 from .deploy_plan import DeployError, DesiredObject, LiveObject
-from .responses import json_document
 from .problems import DacError, Problem
 from .redaction import SecretError, check_secret
+from .responses import json_document
 from .retry import HttpFailure, RetryPolicy, with_retries
 from .transport import TransportOptions, check_cleartext, verify_tls
 

@@ -73,6 +73,7 @@ def armed(seconds: float = DEFAULT_SECONDS):
         yield
         return
     previous = signal.signal(signal.SIGALRM, _on_tick)
+    signal.siginterrupt(signal.SIGALRM, False)   # SA_RESTART: C libraries (DuckDB, SQLite) never see EINTR
     _limit, _tripped = seconds, None
     signal.setitimer(signal.ITIMER_REAL, TICK, TICK)
     try:

@@ -20,10 +20,10 @@ from sigma.exceptions import SigmaRuleLocation
 from sigma.rule import SigmaDetection, SigmaDetectionItem, SigmaRule
 from sigma.types import SigmaRegularExpression
 
+from .content import RULE_FILE_LIMIT, check_rule_values, excerpt
 from .problems import DacError, Problem
 from .regex_safety import analyze
 from .repo import Layout
-from .content import RULE_FILE_LIMIT, check_rule_values, excerpt
 from .rule_files import find_rule_files
 
 REQUIRED_RULE_KEYS = ("title", "id", "name", "status", "description", "references", "author",
