@@ -141,15 +141,39 @@ class _Analyzer:
                 return None
         return out
 
-    def may_match_same(self, a, b) -> bool:
-        flat_a, flat_b = self.flat(a), self.flat(b)
-        if flat_a is not None and flat_b is not None:
-            if len(flat_a) != len(flat_b):
-                # both fixed: a shorter branch that is a prefix of a longer one is not ambiguous by
-                # itself (the next character decides), so only equal lengths are
-                return False
-            return all(x & y for x, y in zip(flat_a, flat_b))
-        return bool(self.first(a)[0] & self.first(b)[0])
+    def ambiguous(self, branches) -> bool:
+        """Whether two of the alternatives can match the same text.
+
+        Fixed single-character branches are ambiguous when they have the same length and overlap
+        at every position (a branch that is a prefix of a longer one is not ambiguous by itself:
+        the next character decides). Plain literal branches (the usual word lists) are compared
+        through a dictionary, so a list of thousands of words costs linear time; branches with a
+        class or a repeat are compared with the others one by one (first characters for repeats).
+        """
+        flats = [self.flat(b) for b in branches]
+        literal: dict[tuple, int] = {}
+        wide, other = [], []
+        for i, f in enumerate(flats):
+            if f is None:
+                other.append(i)
+            elif all(len(chars) <= 2 for chars in f):      # a literal, maybe case-folded
+                key = tuple(f)
+                if key in literal:
+                    return True
+                literal[key] = i
+            else:
+                wide.append(i)
+        for i in wide:
+            for j in range(len(branches)):
+                if j != i and flats[j] is not None and len(flats[j]) == len(flats[i]) \
+                        and all(x & y for x, y in zip(flats[i], flats[j])):
+                    return True
+        if other:
+            firsts = [self.first(b)[0] for b in branches]
+            for i in other:
+                if any(j != i and firsts[i] & firsts[j] for j in range(len(branches))):
+                    return True
+        return False
 
     # --- the walk -------------------------------------------------------------------------------
 
@@ -178,12 +202,9 @@ class _Analyzer:
                 self.walk(av, frozenset(), 0)
             elif op == C.BRANCH:
                 branches = av[1]
-                if loops:
-                    for x in range(len(branches)):
-                        for y in range(x + 1, len(branches)):
-                            if self.may_match_same(branches[x], branches[y]):
-                                self.report("catastrophic", "alternatives under a repeat can match the same text "
-                                                            "(like (a|a)*): exponential backtracking")
+                if loops and self.ambiguous(branches):
+                    self.report("catastrophic", "alternatives under a repeat can match the same text "
+                                                "(like (a|a)*): exponential backtracking")
                 for branch in branches:
                     self.walk(branch, after, loops)
             elif op in (C.ASSERT, C.ASSERT_NOT):
