@@ -13,6 +13,16 @@ ARM (Microsoft.SecurityInsights alertRules): `api-version` required, Bearer auth
 `kind`/`properties` (201 created / 200 updated, a new etag on every write, 409 when the body's etag
 is not the current one), DELETE (200; 204 when missing). Either server can be told to answer the
 next calls on an object with given statuses (429 with Retry-After, 500, …).
+
+Paging follows the documented contracts: Splunk takes `count` and `offset` and answers with
+`paging: {total, perPage, offset}` (count=0 means "all", and a server may give fewer than asked:
+`max_page` caps a page here); ARM pages with `nextLink`, an absolute URL carrying the query.
+
+`misbehave()` makes the next GETs fail the way proxies, load balancers and throttled APIs do,
+outside any vendor contract: a Content-Length with no or half the body, a connection closed with
+no answer (a keep-alive reset), JSON cut off with a matching Content-Length, a 200 with an HTML
+error page, a Splunk paging.total the entries never add up to, an ARM nextLink to another
+host; `drop_writes()` answers writes with success without doing them (the read-back must notice).
 """
 from __future__ import annotations
 
@@ -65,6 +75,8 @@ class _Server:
         self.token = token
         self.requests: list[tuple[str, str]] = []       # (method, path) of every call
         self.failures: dict[tuple[str, str], list[tuple[int, str | None]]] = {}
+        self.broken: list[str] = []          # misbehaviours for the next GETs, in order
+        self.dropped_writes = 0              # the next writes answer success and change nothing
         self.lock = threading.Lock()
         outer = self
 
@@ -78,15 +90,33 @@ class _Server:
                 body = self.rfile.read(length).decode() if length else ""
                 with outer.lock:
                     outer.requests.append((method, unquote(parts.path)))
-                    status, headers, payload = outer.handle(method, unquote(parts.path), parse_qs(parts.query),
-                                                            body, self.headers)
+                    broken = outer.broken.pop(0) if method == "GET" and outer.broken else None
+                    if method != "GET" and outer.dropped_writes and headers_ok(outer, self.headers):
+                        outer.dropped_writes -= 1
+                        status, headers, payload = (201 if method != "DELETE" else 200), {}, {}
+                    else:
+                        status, headers, payload = outer.handle(method, unquote(parts.path), parse_qs(parts.query),
+                                                                body, self.headers, broken)
                 data = json.dumps(payload).encode() if payload is not None else b""
+                content_type = "application/json; charset=UTF-8"
+                if broken == "reset":                    # closed without a word, as a dropped keep-alive
+                    self.close_connection = True
+                    return
+                if broken == "html":
+                    content_type, data = "text/html", b"<html><body><h1>502 Bad Gateway</h1></body></html>"
+                if broken == "truncated_json":
+                    data = data[: len(data) // 2]
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(data)))
                 for k, v in headers.items():
                     self.send_header(k, v)
                 self.end_headers()
+                if broken == "empty_body":           # announces the body, sends none, closes
+                    data = b""
+                if broken == "short_body":           # announces the body, sends half, closes
+                    data = data[: len(data) // 2]
+                self.close_connection = broken is not None or self.close_connection
                 self.wfile.write(data)
 
             def do_GET(self):
@@ -127,17 +157,30 @@ class _Server:
             return status, ({"Retry-After": retry_after} if retry_after else {})
         return None
 
+    def misbehave(self, *kinds: str) -> None:
+        """Break the next GETs, one kind each: empty_body, short_body, reset, truncated_json, html,
+        inflated_total (Splunk), foreign_next_link (ARM)."""
+        self.broken.extend(kinds)
+
+    def drop_writes(self, count: int) -> None:
+        self.dropped_writes += count
+
     def writes(self) -> list[tuple[str, str]]:
         return [r for r in self.requests if r[0] != "GET"]
 
 
+def headers_ok(server: _Server, headers) -> bool:
+    return headers.get("Authorization") == f"Bearer {server.token}"
+
+
 class FakeSplunk(_Server):
-    def __init__(self, tls, token: str, app: str):
+    def __init__(self, tls, token: str, app: str, max_page: int = 4):
         super().__init__(tls, token)
         self.app = app
+        self.max_page = max_page
         self.searches: dict[str, dict] = {}          # name -> {"app":…, "content": {…}}
 
-    def handle(self, method, path, query, body, headers):
+    def handle(self, method, path, query, body, headers, broken=None):
         if headers.get("Authorization") != f"Bearer {self.token}":
             return 401, {}, {"messages": [{"type": "WARN", "text": "call not properly authenticated"}]}
         form = {k: v[0] for k, v in parse_qs(body, keep_blank_values=True).items()}
@@ -154,7 +197,12 @@ class FakeSplunk(_Server):
             return status, extra, {"messages": [{"type": "ERROR", "text": f"injected {status}"}]}
         if method == "GET" and name is None:
             entries = [self._entry(n, s) for n, s in sorted(self.searches.items())]
-            return 200, {}, {"entry": entries, "paging": {"total": len(entries), "perPage": 0, "offset": 0}, "messages": []}
+            count, offset = int((query.get("count") or ["30"])[0]), int((query.get("offset") or ["0"])[0])
+            per_page = min(count or len(entries), self.max_page)
+            page = entries[offset: offset + per_page]
+            total = len(entries) + (broken == "inflated_total")     # announces an entry it never sends
+            return 200, {}, {"entry": page, "paging": {"total": total, "perPage": per_page, "offset": offset},
+                             "messages": []}
         if method == "POST" and name is None:
             new = form.pop("name", None)
             if not new:
@@ -193,7 +241,7 @@ class FakeArm(_Server):
         self.rules: dict[str, dict[str, dict]] = {}  # workspace path -> id -> resource
         self.page_size = page_size
 
-    def handle(self, method, path, query, body, headers):
+    def handle(self, method, path, query, body, headers, broken=None):
         if headers.get("Authorization") != f"Bearer {self.token}":
             return 401, {}, {"error": {"code": "AuthenticationFailed", "message": "Authentication failed."}}
         if not query.get("api-version"):
@@ -212,7 +260,8 @@ class FakeArm(_Server):
             items = [rules[k] for k in sorted(rules)]
             page = {"value": items[skip: skip + self.page_size]}
             if skip + self.page_size < len(items):
-                page["nextLink"] = (f"https://127.0.0.1:{self.port}{path}?api-version={query['api-version'][0]}"
+                host = "evil.example" if broken == "foreign_next_link" else f"127.0.0.1:{self.port}"
+                page["nextLink"] = (f"https://{host}{path}?api-version={query['api-version'][0]}"
                                     f"&$skipToken={skip + self.page_size}")
             return 200, {}, page
         if method == "GET":

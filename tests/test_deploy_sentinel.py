@@ -47,7 +47,7 @@ def credential(monkeypatch):
 def write_config(root, arm, tls, workspaces=WORKSPACES, extra=""):
     entries = "".join(f"  - {{subscription_id: '{s}', resource_group: {g}, workspace: {w}}}\n" for s, g, w in workspaces)
     (root / "sentinel" / "deploy.yml").write_text(
-        f"arm_endpoint: https://127.0.0.1:{arm.port}\nca_file: {tls[0]}\ntimeout: 10\nworkspaces:\n{entries}{extra}")
+        f"arm_endpoint: https://127.0.0.1:{arm.port}\nallow_custom_arm_endpoint: true\nca_file: {tls[0]}\ntimeout: 10\nworkspaces:\n{entries}{extra}")
 
 
 @pytest.fixture

@@ -68,3 +68,10 @@ def test_deploy_workflow_plans_then_applies_per_siem_with_secrets_from_the_envir
     assert wf["jobs"]["splunk"]["env"]["SPLUNK_TOKEN"] == "${{ secrets.SPLUNK_TOKEN }}"
     assert wf["jobs"]["sentinel"]["permissions"]["id-token"] == "write"
     assert "SPLUNK_TOKEN" not in yaml.safe_dump(wf["jobs"]["sentinel"])
+
+
+def test_deploy_workflow_marks_itself_scheduled_and_never_weakens_transport():
+    wf = _load("deploy.yml")
+    assert wf["env"]["DAC_SCHEDULED"] == "1", "dac refuses --insecure / verify_tls: false when it is set"
+    runs = " ".join(s.get("run", "") for job in wf["jobs"].values() for s in job["steps"])
+    assert "--insecure" not in runs and "--allow-insecure-transport" not in runs

@@ -9,10 +9,12 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import re
 from importlib import metadata
 from pathlib import Path
 
 from .atomic import write_text_atomic
+from .content import check_artifacts
 from .compose import hunting_specs, kql_hunting, spl_hunting
 from .coverage import build_coverage_files
 from .sentinel_analytics import ANALYTICS_DIR, ARM_DIR, build_sentinel_files
@@ -83,7 +85,27 @@ def build_artifacts(queries: list[Query], config: dict, layout: Layout) -> dict[
     files.update(build_coverage_files(layout, queries))     # conversions/coverage/: ATT&CK layer + table
     files.update(build_app_files(queries, config, layout))
     files.update(build_sentinel_files(queries, config, layout))
+    problems = check_artifacts(files, _owners(queries, files))
+    if problems:
+        raise DacError(problems)
     return dict(sorted(files.items()))
+
+
+def _owners(queries: list[Query], files: dict[str, str]):
+    """owner_of(path, line) for content errors: the rule (file:line) a generated line comes from."""
+    by_stem = {q.rule.stem: q.rule for q in queries}
+    by_id = {str(q.rule.rule.id): q.rule for q in queries}
+
+    def owner_of(path: str, line: int) -> str | None:
+        stem = path.rsplit("/", 1)[-1].split(".")[0]
+        rule = by_stem.get(stem)
+        if rule is None and path.endswith(".conf"):
+            for header in reversed(files[path].splitlines()[:line]):
+                if header.startswith("[dac-") and (m := re.match(r"\[dac-([0-9a-f-]{36})-", header)):
+                    rule = by_id.get(m.group(1))
+                    break
+        return f"rule {rule.path}:{rule.line}" if rule else None
+    return owner_of
 
 
 def generated_roots(layout: Layout) -> list[Path]:

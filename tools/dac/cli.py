@@ -15,11 +15,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from collections import Counter
 from pathlib import Path
 
+from . import regex_budget
 from .artifacts import build_artifacts, compile_repository, existing_artifacts, stale_report, write_artifacts
 from .problems import DacError
 from .repo import Layout, find_root
@@ -199,16 +201,36 @@ def cmd_package(layout: Layout, args) -> int:
 
 
 def cmd_deploy(layout: Layout, args) -> int:
+    import logging
+    import os
     from .deploy import DeployError, deploy_sentinel, deploy_splunk
+    from .redaction import Redactor
+    from .transport import TransportOptions
+    # every secret this run may touch is masked from the start, also a malformed one about to be refused
+    redact = Redactor(*(os.environ.get(v) for v in ("SPLUNK_TOKEN", "AZURE_CLIENT_SECRET", "AZURE_PASSWORD")))
+    transport = TransportOptions.from_cli(args.insecure, args.allow_insecure_transport)
+    logging.captureWarnings(True)      # urllib3's InsecureRequestWarning goes through logging, redacted
     try:
-        if args.siem == "splunk":
-            ok = deploy_splunk(layout, args.apply, args.prune, args.config or "splunk/deploy.yml",
-                               {"host": args.host, "port": args.port, "app": args.app}, args.insecure)
-        else:
-            ok = deploy_sentinel(layout, args.apply, args.prune, args.config or "sentinel/deploy.yml", args.insecure)
-    except DeployError as e:
-        print(f"error: {e}", file=sys.stderr)
+        with redact.logging():
+            if args.siem == "splunk":
+                ok = deploy_splunk(layout, args.apply, args.prune, args.config or "splunk/deploy.yml",
+                                   {"host": args.host, "port": args.port, "app": args.app}, transport, redact)
+            else:
+                ok = deploy_sentinel(layout, args.apply, args.prune, args.config or "sentinel/deploy.yml",
+                                     transport, redact)
+    except DacError as e:
+        for problem in e.problems:
+            print(redact(f"error: {problem}"), file=sys.stderr)
+        print(f"{len(e.problems)} problem(s); nothing was changed", file=sys.stderr)
         return 1
+    except DeployError as e:
+        print(redact(f"error: {e}"), file=sys.stderr)
+        return 1
+    except Exception as e:      # never a traceback (it could carry a token): one redacted line
+        print(redact(f"error: deployment stopped by an unexpected {type(e).__name__}: {e}"), file=sys.stderr)
+        return 1
+    finally:
+        logging.captureWarnings(False)
     return 0 if ok else 1
 
 
@@ -273,7 +295,10 @@ def main(argv: list[str] | None = None) -> int:
     deploy.add_argument("--host", help="splunk: management host (overrides the config)")
     deploy.add_argument("--port", type=int, help="splunk: management port (default 8089)")
     deploy.add_argument("--app", help="splunk: app the saved searches live in (default: the app id in splunk/app.yml)")
-    deploy.add_argument("--insecure", action="store_true", help="do not verify TLS certificates (never in production)")
+    deploy.add_argument("--insecure", action="store_true",
+                        help="do not verify TLS certificates (warned on every run; refused when DAC_SCHEDULED=1)")
+    deploy.add_argument("--allow-insecure-transport", action="store_true",
+                        help="allow plain http:// (the token travels in cleartext; refused when DAC_SCHEDULED=1)")
     review = sub.add_parser("review", help="review the change since a git ref, as Markdown (or --json)")
     review.add_argument("--base", required=True, help="git ref to compare with (e.g. origin/main)")
     review.add_argument("--out", help="write the report to this file instead of standard output")
@@ -285,7 +310,12 @@ def main(argv: list[str] | None = None) -> int:
         handler = {"check": cmd_check, "convert": cmd_convert, "validate": cmd_validate, "build": cmd_build,
                    "test": cmd_test, "coverage": cmd_coverage, "lint": cmd_lint, "package": cmd_package, "deploy": cmd_deploy,
                    "review": cmd_review}[args.verb]
-        return handler(layout, args)
+        # replay runs rule regexes with Python's re: each under a time budget (dac.regex_budget)
+        with regex_budget.armed() if args.verb in ("test", "coverage", "review") else contextlib.nullcontext():
+            return handler(layout, args)
+    except regex_budget.RegexBudgetExceeded as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     except DacError as e:
         for problem in e.problems:
             print(f"error: {problem}", file=sys.stderr)

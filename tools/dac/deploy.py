@@ -1,22 +1,32 @@
 """`dac deploy splunk|sentinel`: plan (default) or apply the repository's detections to a SIEM.
 
 Before contacting anything: the rules compile, the checked-in generated files are up to date (a
-deploy never ships what review has not seen), the config is valid, a token exists, and every
-object can be deployed. Any of these failing is one clear error and nothing is changed. Then,
-per SIEM endpoint: list what is there, plan, and with --apply carry the plan out, one object at a
-time, continuing past failures and ending with what was and was not changed.
+deploy never ships what review has not seen), the config is valid, a token exists and is usable,
+the transport is HTTPS with certificate checks (or the command line explicitly says otherwise),
+and every object can be deployed. Any of these failing is one clear error and nothing is changed.
+Then, per SIEM endpoint: list what is there (a list that is not provably complete stops the run),
+plan, and with --apply carry the plan out, one object at a time, continuing past failures, then
+read everything back: a change that cannot be seen in the SIEM afterwards is a failure.
 """
 from __future__ import annotations
 
+import sys
 from typing import Callable
 
+from . import content
 from .artifacts import build_artifacts, compile_repository, stale_report
-from .deploy_plan import DeployError, apply_plan, make_plan, render_plan
+from .deploy_plan import Change, DeployError, apply_plan, make_plan, render_plan
 from .problems import DacError, Problem
+from .redaction import Redactor
 from .repo import Layout
 from .retry import HttpFailure, RetryPolicy
+from .transport import TransportOptions
 
-SENTINEL_QUERY_LIMIT = 10_000      # characters: Sentinel refuses longer scheduled-rule queries
+SENTINEL_QUERY_LIMIT = content.SENTINEL_QUERY_LIMIT    # checked again on the final ARM query (tests lower it)
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr)
 
 
 def _compiled(layout: Layout):
@@ -28,34 +38,56 @@ def _compiled(layout: Layout):
     return queries, config
 
 
-def _redactor(*secrets: str) -> Callable[[str], str]:
-    def redact(text: str) -> str:
-        for secret in secrets:
-            if secret:
-                text = text.replace(secret, "***")
-        return text
-    return redact
+def _read_back(client, desired, normalize, is_owned, applied: list[Change], redact) -> tuple[list[str], bool]:
+    """Compare what the SIEM holds now with what apply says it did."""
+    try:
+        after = client.list_live(is_owned)
+    except (HttpFailure, DeployError) as e:
+        return [f"  UNVERIFIED: reading back what was written failed: {redact(e)}",
+                f"verified: no; {len(applied)} change(s) were sent but cannot be confirmed: run the plan again"], False
+    present = {o.key for o in after}
+    now = {c.key: c for c in make_plan(desired, after, normalize, prune=False)}
+    wrong = []
+    for c in applied:
+        if c.action == "delete":
+            if c.key in present:
+                wrong.append(f"{c.key}: deleted, but still there when read back")
+        elif c.key not in present:
+            wrong.append(f"{c.key}: {c.action}d, but not there when read back")
+        elif now[c.key].action != "unchanged":
+            wrong.append(f"{c.key}: {c.action}d, but reads back different ({', '.join(now[c.key].changed) or 'owner'})")
+    lines = [f"  NOT AS WRITTEN {redact(w)}" for w in wrong]
+    lines.append(f"verified: read back {len(applied)} change(s): "
+                 + ("all as written" if not wrong else f"{len(wrong)} not as written"))
+    return lines, not wrong
 
 
 def _run(title: str, client, desired, normalize, is_owned, apply: bool, prune: bool,
          redact: Callable[[str], str], out: Callable[[str], None]) -> bool:
+    # a DeployError raised here (unreachable, unreadable list) comes before any change
     try:
         live = client.list_live(is_owned)
     except HttpFailure as e:
-        raise DeployError(f"listing the existing objects failed: {redact(str(e))}; nothing was changed") from None
+        raise DeployError(f"listing the existing objects failed: {redact(str(e))}") from None
     changes = make_plan(desired, live, normalize, prune)
     for line in render_plan(title, changes):
         out(redact(line))
     if not apply:
         return not any(c.action == "conflict" for c in changes)
-    lines, ok = apply_plan(changes, client, redact)
+    lines, ok, applied = apply_plan(changes, client, redact)
+    for line in lines:
+        out(redact(line))
+    if not applied:
+        return ok
+    lines, verified = _read_back(client, desired, normalize, is_owned, applied, redact)
     for line in lines:
         out(line)
-    return ok
+    return ok and verified
 
 
-def deploy_splunk(layout: Layout, apply: bool, prune: bool, config_file: str, overrides: dict, insecure: bool,
-                  out: Callable[[str], None] = print, sleep=None, policy: RetryPolicy = RetryPolicy()) -> bool:
+def deploy_splunk(layout: Layout, apply: bool, prune: bool, config_file: str, overrides: dict,
+                  transport: TransportOptions, redact: Redactor, out: Callable[[str], None] = print,
+                  warn: Callable[[str], None] = _stderr, sleep=None, policy: RetryPolicy = RetryPolicy()) -> bool:
     from . import deploy_splunk as ds
     from .splunk_app import load_app_config, parse_owner, saved_searches
     from .compose import hunting_specs
@@ -63,23 +95,27 @@ def deploy_splunk(layout: Layout, apply: bool, prune: bool, config_file: str, ov
     app_config = load_app_config(layout)
     if app_config is None:
         raise DacError([Problem("splunk/app.yml", None, "missing: the Splunk app config is needed to deploy")])
-    settings = ds.load_splunk_config(layout.root, config_file, app_config.app.id, overrides)
+    settings = ds.load_splunk_config(layout.root, config_file, app_config.app.id, overrides, transport)
     token = ds.splunk_token()
+    redact.add(token)
     searches = saved_searches(queries, app_config, hunting_specs(config, "sigma/targets.yml"))
     desired = ds.desired_objects(searches)
-    client = ds.SplunkClient(settings, token, insecure, policy, sleep)
+    client = ds.SplunkClient(settings, token, transport, policy, sleep, warn)
     title = f"plan for Splunk {client.url} app {settings['app']} ({len(desired)} saved searches in the repository):"
-    return _run(title, client, desired, ds.normalize, lambda d: parse_owner(d) is not None, apply, prune,
-                _redactor(token), out)
+    try:
+        return _run(title, client, desired, ds.normalize, lambda d: parse_owner(d) is not None, apply, prune,
+                    redact, out)
+    except DeployError as e:
+        raise DeployError(f"{e}; nothing was changed") from None
 
 
-def deploy_sentinel(layout: Layout, apply: bool, prune: bool, config_file: str, insecure: bool,
-                    out: Callable[[str], None] = print, sleep=None, policy: RetryPolicy = RetryPolicy(),
-                    credential=None) -> bool:
+def deploy_sentinel(layout: Layout, apply: bool, prune: bool, config_file: str, transport: TransportOptions,
+                    redact: Redactor, out: Callable[[str], None] = print, warn: Callable[[str], None] = _stderr,
+                    sleep=None, policy: RetryPolicy = RetryPolicy(), credential=None) -> bool:
     from . import deploy_sentinel as dsn
     from .sentinel_analytics import API_VERSION, alert_rules, load_analytics_config, parse_owner
     queries, config = _compiled(layout)
-    settings = dsn.load_sentinel_config(layout.root, config_file)
+    settings = dsn.load_sentinel_config(layout.root, config_file, transport)
     rules = alert_rules(queries, load_analytics_config(layout), config)
     too_long = [r for r in rules if len(r.arm_properties.get("query", "")) > SENTINEL_QUERY_LIMIT]
     if too_long:
@@ -87,14 +123,15 @@ def deploy_sentinel(layout: Layout, apply: bool, prune: bool, config_file: str, 
             f"{r.file_stem} has a {len(r.arm_properties['query'])}-character query (Sentinel's limit is "
             f"{SENTINEL_QUERY_LIMIT})" for r in too_long) + "; nothing was changed")
     desired = dsn.desired_objects(rules)
-    token = dsn.arm_token(credential or dsn.make_credential())
-    redact = _redactor(token)
+    scope = dsn.arm_scope(settings.get("arm_endpoint", dsn.DEFAULT_ARM))
+    token = dsn.arm_token(credential or dsn.make_credential(), scope)
+    redact.add(token)
     ok = True
     for ws in settings["workspaces"]:
-        client = dsn.SentinelClient(settings, ws, token, API_VERSION, insecure, policy, sleep)
         title = (f"plan for Sentinel workspace {ws['workspace']} (subscription {ws['subscription_id']}, "
                  f"resource group {ws['resource_group']}; {len(desired)} analytics rules in the repository):")
         try:
+            client = dsn.SentinelClient(settings, ws, token, API_VERSION, transport, policy, sleep, warn)
             ok = _run(title, client, desired, dsn.normalize, lambda d: parse_owner(d) is not None, apply, prune,
                       redact, out) and ok
         except DeployError as e:

@@ -133,10 +133,12 @@ class Applier(Protocol):
     def delete(self, live: LiveObject) -> None: ...
 
 
-def apply_plan(changes: list[Change], client: Applier, redact: Callable[[str], str]) -> tuple[list[str], bool]:
-    """Carry out every change; one failure does not stop the others. Returns report lines and
-    whether everything succeeded (conflicts count as failures: the object could not be deployed)."""
-    lines, done, failed = [], {"created": 0, "updated": 0, "deleted": 0}, []
+def apply_plan(changes: list[Change], client: Applier,
+               redact: Callable[[str], str]) -> tuple[list[str], bool, list[Change]]:
+    """Carry out every change; one failure does not stop the others. Returns report lines,
+    whether everything succeeded (conflicts count as failures: the object could not be deployed),
+    and the changes the SIEM accepted (to be read back)."""
+    lines, done, failed, applied = [], {"created": 0, "updated": 0, "deleted": 0}, [], []
     for c in changes:
         try:
             if c.action == "create":
@@ -154,6 +156,7 @@ def apply_plan(changes: list[Change], client: Applier, redact: Callable[[str], s
             else:
                 continue
             lines.append(f"  {_past(c.action)} {c.key}")
+            applied.append(c)
         except Exception as e:  # one object's failure must not stop the others
             failed.append(f"{c.key}: {c.action} failed: {redact(str(e))}")
     untouched = sum(1 for c in changes if c.action in ("unchanged", "keep"))
@@ -161,7 +164,7 @@ def apply_plan(changes: list[Change], client: Applier, redact: Callable[[str], s
         lines.append(f"  FAILED {f}")
     lines.append(f"applied: {done['created']} created, {done['updated']} updated, {done['deleted']} deleted; "
                  f"{len(failed)} failed (not changed); {untouched} left as they were")
-    return lines, not failed
+    return lines, not failed, applied
 
 
 def _past(action: str) -> str:

@@ -17,6 +17,7 @@ from sigma.backends.sqlite import sqliteBackend
 from sigma.correlations import SigmaCorrelationType
 from sigma.processing.pipeline import ProcessingPipeline
 
+from . import regex_budget
 from .correlation import DERIVED_FIELDS
 from .targets import Target
 
@@ -27,7 +28,7 @@ def _compiled(pattern: str) -> re.Pattern:
 
 
 def _regexp(pattern: str, value) -> bool:
-    return value is not None and _compiled(pattern).search(str(value)) is not None
+    return value is not None and regex_budget.search(_compiled(pattern), str(value)) is not None
 
 
 def _text(value) -> str | None:
@@ -74,8 +75,17 @@ class SigmaEngine:
             con.executemany(f"INSERT INTO logs VALUES ({', '.join('?' * len(columns))})",
                             ([v if (v := row.get(c)) is None or type(v) is str else _text(v) for c in columns]
                              for row in rows))
-            cursor = con.execute(query.replace("SELECT *", "SELECT dac_key", 1))
-            return {r[0] for r in cursor.fetchall()}
+            try:
+                cursor = con.execute(query.replace("SELECT *", "SELECT dac_key", 1))
+                return {r[0] for r in cursor.fetchall()}
+            except sqlite3.OperationalError:
+                # SQLite reports an exception in REGEXP as its own error: say which it was
+                if regex_budget.tripped():
+                    source = getattr(getattr(rule, "source", None), "path", None)
+                    raise regex_budget.RegexBudgetExceeded(regex_budget.tripped(), regex_budget.limit() or 0,
+                                                           f"rule {rule.title!r} ({source})" if source else
+                                                           f"rule {rule.title!r}") from None
+                raise
         finally:
             con.close()
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+MESSAGE_LIMIT = 400
+
+
 @dataclass(frozen=True, order=True)
 class Problem:
     path: str            # repository-relative path of the file at fault
@@ -12,7 +15,10 @@ class Problem:
 
     def __str__(self) -> str:
         where = f"{self.path}:{self.line}" if self.line else self.path
-        return f"{where}: {self.message}"
+        message = self.message
+        if len(message) > MESSAGE_LIMIT:     # a 5 MB rule must not make a 6.6 MB error line
+            message = f"{message[:MESSAGE_LIMIT]}… ({len(message)} characters)"
+        return f"{where}: {message}"
 
 
 class DacError(Exception):

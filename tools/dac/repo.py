@@ -49,7 +49,13 @@ class Layout:
 
     def rel(self, path: Path) -> str:
         """Repository-relative POSIX path, for messages and manifests."""
+        # the path as found first: a symlinked rule is named by its link, and resolving a link
+        # loop raises RuntimeError
+        try:
+            return Path(os.path.abspath(path)).relative_to(Path(os.path.abspath(self.root))).as_posix()
+        except ValueError:
+            pass
         try:
             return path.resolve().relative_to(self.root.resolve()).as_posix()
-        except ValueError:
+        except (ValueError, RuntimeError, OSError):
             return str(path)

@@ -20,8 +20,11 @@ from sigma.exceptions import SigmaRuleLocation
 from sigma.rule import SigmaDetection, SigmaDetectionItem, SigmaRule
 from sigma.types import SigmaRegularExpression
 
+from .content import RULE_FILE_LIMIT, check_rule_values, excerpt
 from .problems import DacError, Problem
+from .regex_safety import analyze
 from .repo import Layout
+from .rule_files import find_rule_files
 
 REQUIRED_RULE_KEYS = ("title", "id", "name", "status", "description", "references", "author",
                       "date", "tags", "logsource", "detection", "falsepositives", "level")
@@ -31,8 +34,6 @@ NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")          # also the KQL `let` /
 TECHNIQUE_TAG_RE = re.compile(r"^attack\.t\d{4}(\.\d{3})?$")
 FILENAME_RE = re.compile(r"^[a-z0-9]+(_[a-z0-9]+)*\.yml$")
 CORRELATION_PREFIX = "correlation_"
-# RE2 (KQL `matches regex`) has no lookaround and no backreferences; PCRE and Python do.
-RE2_UNSUPPORTED = re.compile(r"\(\?<?[=!]|\\[1-9]")
 
 
 @dataclass
@@ -119,8 +120,14 @@ def _check_regexes(loaded: LoadedRule, text_lines: list[str]) -> list[Problem]:
             except SigmaError as e:
                 problems.append(Problem(loaded.path, line, f"invalid regular expression for {item.field}: {e}"))
                 continue
-            if RE2_UNSUPPORTED.search(pattern):
-                problems.append(Problem(loaded.path, line, f"regular expression for {item.field} uses lookaround or a backreference, which KQL (RE2) cannot run: {pattern!r}"))
+            flags = 0
+            for flag in value.flags:
+                flags |= value.sigma_to_python_flags[flag]
+            # catastrophic backtracking and engine differences (PCRE / RE2 / Python): dac.regex_safety
+            for finding in analyze(pattern, flags):
+                what = "unsafe" if finding.kind == "catastrophic" else "not portable"
+                problems.append(Problem(loaded.path, line, f"{what} regular expression for {item.field}: "
+                                                           f"{finding.message}: {excerpt(pattern)}"))
     return problems
 
 
@@ -159,6 +166,8 @@ def _parse(data: dict) -> SigmaRule | SigmaCorrelationRule:
 def _load_file(file: Path, layout: Layout) -> tuple[list[LoadedRule], list[Problem]]:
     rel = layout.rel(file)
     try:
+        if file.stat().st_size > RULE_FILE_LIMIT:
+            return [], [Problem(rel, None, f"rule file is {file.stat().st_size} bytes (limit {RULE_FILE_LIMIT}): refused")]
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         return [], [Problem(rel, None, f"cannot read rule file: {e}")]
@@ -176,7 +185,7 @@ def _load_file(file: Path, layout: Layout) -> tuple[list[LoadedRule], list[Probl
     for node, data in zip(nodes, documents):
         start = node.start_mark.line + 1
         key_lines = _key_lines(node)
-        doc_problems = _check_document(rel, start, data, key_lines, text_lines)
+        doc_problems = check_rule_values(rel, node) + _check_document(rel, start, data, key_lines, text_lines)
         if doc_problems:
             problems += doc_problems
             continue
@@ -260,9 +269,10 @@ def _resolve_correlations(ruleset: RuleSet) -> list[Problem]:
 
 def load_rules(layout: Layout, files: list[Path] | None = None) -> RuleSet:
     """Load and check every rule; raise DacError listing every problem found."""
-    files = files if files is not None else sorted(layout.rules.rglob("*.yml"))
     ruleset, problems = RuleSet(), []
-    if not files:
+    if files is None:
+        files, problems = find_rule_files(layout)
+    if not files and not problems:
         problems.append(Problem(layout.rel(layout.rules), None, "no rules found (*.yml)"))
     for file in files:
         loaded, file_problems = _load_file(file, layout)

@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Iterable
 
+from .regex_safety import catastrophic
 from .spl_check import pcre_to_python
 
 
@@ -97,9 +98,13 @@ def python_regex(pattern: str) -> re.Pattern:
     if python is None:
         raise SplUnsupported(f"regex uses PCRE features Python's re lacks: {pattern}")
     try:
-        return re.compile(python)
+        compiled = re.compile(python)
     except re.error as e:
         raise SplUnsupported(f"invalid regex {pattern!r}: {e}") from None
+    # rules with such regexes are refused when loaded; this keeps SPL from elsewhere from hanging replay
+    if catastrophic(python):
+        raise SplUnsupported(f"regex would backtrack catastrophically, not run: {pattern[:80]!r}")
+    return compiled
 
 
 @functools.lru_cache(maxsize=2048)

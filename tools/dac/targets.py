@@ -19,6 +19,7 @@ from sigma.processing.transformations import FieldMappingTransformation
 
 from .problems import DacError, Problem
 from .repo import Layout
+from .rule_files import check_input_file
 from .splunk_backend import DacSplunkBackend
 
 BACKENDS = {"kusto": (KustoBackend, "kql"), "splunk": (DacSplunkBackend, "spl")}
@@ -70,6 +71,8 @@ class Target:
 def load_targets(layout: Layout) -> tuple[dict[str, Target], dict]:
     """Targets by name, and the raw config (for the hunting section)."""
     rel = layout.rel(layout.targets_file)
+    if unsafe := check_input_file(layout, layout.targets_file):
+        raise DacError([unsafe])
     try:
         config = yaml.safe_load(layout.targets_file.read_text(encoding="utf-8"))
     except OSError as e:
@@ -86,6 +89,9 @@ def load_targets(layout: Layout) -> tuple[dict[str, Target], dict]:
             continue
         pipeline_path = layout.sigma / spec["pipeline"]
         prel = layout.rel(pipeline_path)
+        if unsafe := check_input_file(layout, pipeline_path):
+            problems.append(unsafe)
+            continue
         try:
             pipeline_dict = yaml.safe_load(pipeline_path.read_text(encoding="utf-8"))
             pipeline_dict.setdefault("vars", {}).update(spec.get("vars") or {})
