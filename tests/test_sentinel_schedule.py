@@ -26,7 +26,7 @@ from dac.engine_kql import KqlEngine, _cell
 from dac.kql_analyzer import load_schemas
 from dac.repo import Layout
 from dac.rules import load_rules
-from dac.samplelogs import read_log
+from dac.logs import read_log
 from dac.sentinel_analytics import INGESTION_FILTER, alert_rules, duration_minutes, load_analytics_config
 from dac.targets import load_targets
 
@@ -89,9 +89,9 @@ def _scheduled_runs(engine: KqlEngine, query: str, frequency: str, period: str, 
 
 def _alert_key(rule, row: dict) -> tuple:
     if "ReportId" in row:                        # a single-event analytic keeps the table's columns
-        return (str(row["ReportId"]),)
-    if "Sequences" in row:                       # the correlation: one alert per group and last event
-        return (str(row["Computer"]), str(row["ProcessId"]), str(row["TargetProcessId"]), str(row["LastTime"]))
+        return (f"{row['DeviceName']}:{row['ReportId']}",)     # the event identity of dac.logs
+    if "LastTime" in row:                        # the correlation: one alert per group and last event
+        return (str(row["Computer"]), str(row["TargetProcessId"]), str(row["LastTime"]))
     return (str(row["Timestamp"]), str(row["DeviceName"]), str(row["Detection"]), str(row.get("ProcessCommandLine")))
 
 
@@ -101,7 +101,8 @@ def _expected(rule, labels: dict) -> set | None:
     if not owner or rule.file_stem.startswith(("correlation_", "t1003")):
         return None
     rule_id = owner.group(1)
-    return {(str(k),) for data in labels.values() for k, ids in (data.get("events") or {}).items() if rule_id in (ids or [])}
+    return {(str(k),) for data in labels.values() for k, event in (data.get("events") or {}).items()
+            if rule_id in (event.get("fires") or [])}
 
 
 def test_every_analytic_alerts_once_per_event_over_consecutive_runs(analytics, rows, labels):
@@ -129,11 +130,13 @@ def test_correlation_alerts_once_per_labelled_sequence(analytics, rows, labels):
     rule = next(r for r in rules if r.file_stem.startswith("correlation_"))
     doc = rule.yaml_doc
     runs = _scheduled_runs(_engine(), doc["query"], doc["queryFrequency"], doc["queryPeriod"], rows)
-    groups = Counter((str(r["Computer"]), str(r["ProcessId"]), str(r["TargetProcessId"])) for run in runs for r in run)
-    expected = {(str(g["Computer"]), str(g["ProcessId"]), str(g["TargetProcessId"]))
+    # one alert per sequence: a target dumped at two different times is two sequences
+    sequences = Counter((str(r["Computer"]), str(r["TargetProcessId"]), str(r["FirstTime"])) for run in runs for r in run)
+    assert all(c == 1 for c in sequences.values()), sequences
+    groups = Counter((c, t) for c, t, _ in sequences)
+    expected = {(str(g["Computer"]), str(g["TargetProcessId"]))
                 for data in labels.values() for groups_ in (data.get("correlations") or {}).values() for g in groups_}
     assert set(groups) == expected
-    assert all(c == 1 for c in groups.values()), groups
 
 
 def test_without_the_ingestion_filter_the_overlap_alerts_twice(analytics, rows):

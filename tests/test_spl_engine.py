@@ -156,3 +156,20 @@ def test_auditd_records_are_joined_by_the_search_itself(tmp_path: Path):
         ("100", "/proc/987/maps", "python3 dump.py"), ("101", "/proc/987/mem", "python3 dump.py"), ("102", "/proc/555/mem", None)]
     rows = run_spl((conversions / "correlation_lnx_proc_maps_then_mem_read.spl").read_text(), events, NOW)
     assert [(r["Computer"], r["ProcessId"], r["TargetProcessId"], r["sequences"]) for r in rows] == [("web-01", "1234", "987", 1)]
+
+
+def test_streamstats_time_window_counts_only_the_recent_events_of_the_group():
+    """The temporal correlation's form: `sort 0 _time | streamstats time_window=60s dc(t) by g`.
+    An event sees the earlier events of its group at most 60 s older (and itself), nothing later."""
+    events = [{"_time": NOW + s, "index": "i", "g": g, "t": t, "id": str(n)}
+              for n, (s, g, t) in enumerate([(0, "a", "maps"), (30, "a", "mem"), (100, "a", "mem"), (200, "a", "maps"),
+                                             (250, "a", "maps"), (255, "b", "mem"), (259, "a", "mem"), (330, "a", "mem")])]
+    rows = run_spl('index=i | sort 0 _time | streamstats time_window=60s dc(t) as kinds count as n by g | table id kinds n',
+                   events, NOW + 1000)
+    assert [(r["id"], r["kinds"], r["n"]) for r in rows] == [
+        ("0", 1, 1), ("1", 2, 2), ("2", 1, 1), ("3", 1, 1), ("4", 1, 2), ("5", 1, 1), ("6", 2, 3), ("7", 1, 1)]
+
+
+def test_streamstats_time_window_refuses_other_aggregations():
+    with pytest.raises(SplUnsupported, match="time_window"):
+        run_spl('index=i | streamstats time_window=60s values(t) as v by g', [{"_time": NOW, "index": "i"}], NOW)

@@ -269,6 +269,8 @@ class Renderer:
                 truth = step.get("truth", entry["truth"])
                 what = (f"exec `{' '.join(map(str, step['argv']))[:90]}`" if kind == "exec"
                         else f"{Path(step['exe']).name} opens {step['path']} ({step.get('flags', 'O_RDONLY')})")
+                what = what.replace("\r", "\\r").replace("\n", "\\n")      # one label line a event
+                first_audit = len(self.audit)
                 if kind == "exec":
                     self._label("audit", f"{host}:{self.audit_exec(when, step, entry)}", entry, what, truth)
                     self._label("sysmon", self.sysmon_exec(when, host, step), entry, what, truth)
@@ -279,6 +281,8 @@ class Renderer:
                     self._label("file", self.mde_open(when, host, step), entry, what, truth)
                 else:
                     raise SystemExit(f"corpus.yml: {entry['id']}: step {index + 1}: unknown kind {kind!r}")
+                # several machines in one audit.log, as audisp-remote aggregates them: node= names each
+                self.audit[first_audit:] = [f"node={host} {line}" for line in self.audit[first_audit:]]
 
 
 FILES = {"audit": ("audit.log", "auditd", None), "sysmon": ("sysmon_syslog.log", "sysmon", None),

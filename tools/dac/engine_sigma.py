@@ -60,7 +60,8 @@ class SigmaEngine:
         query = self.sql(rule, target)
         # only the columns the query names: loading every column of a million rows costs more
         # than evaluating the rule
-        named = set(re.findall(r"[A-Za-z_]\w*", re.sub(r"'(?:[^']|'')*'", "", query)))
+        unquoted = re.sub(r"'(?:[^']|'')*'", "", query)
+        named = set(re.findall(r"[A-Za-z_]\w*", unquoted)) | set(re.findall(r"`([^`]+)`", unquoted))   # `executable.path`
         present: set[str] = set()
         for row in rows:
             present.update(row)

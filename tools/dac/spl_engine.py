@@ -467,9 +467,25 @@ def _cmd_streamstats(spec: Stats, session) -> Command:
 
     def run(events):
         state: dict[tuple, list[list]] = {}
+        times: dict[tuple, list[float]] = {}
         for e in events:
             key = tuple(text_value(_first(e.get(f))) if e.get(f) is not None else None for f in by)
             if None in key:     # Splunk leaves events without a by-field alone
+                continue
+            if spec.window is not None:
+                # time_window: only the earlier events of the group at most `window` seconds older
+                # (the stream is in time order: the searches sort by _time first)
+                now = float(e.get("_time", 0))
+                kept = times.setdefault(key, [])
+                slots = state.setdefault(key, [[] for _ in aggs])
+                kept.append(now)
+                for slot, a in zip(slots, aggs):
+                    slot.append([1] if a.func == "count" and a.field is None else _values(e.get(a.field)))
+                start = next((i for i, t in enumerate(kept) if now - t <= spec.window), len(kept))
+                del kept[:start]
+                for slot, a in zip(slots, aggs):
+                    del slot[:start]
+                    _set(e, a.alias, _AGGREGATES[a.func]([v for values in slot for v in values]))
                 continue
             slots = state.setdefault(key, [[] for _ in aggs])
             for slot, a in zip(slots, aggs):

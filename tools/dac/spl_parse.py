@@ -370,6 +370,7 @@ class Aggregation:
 class Stats:
     aggs: list[Aggregation]
     by: list[str]
+    window: float | None = None     # streamstats time_window=, in seconds
 
 
 @dataclass
@@ -420,7 +421,14 @@ def _parse_regex(args: str) -> tuple[str, bool, str]:
     return m[1] or "_raw", (m[2] or "=") == "=", unquote(m[3])
 
 
+_WINDOW = re.compile(r"^\s*time_window=([0-9]+)(s|m|h|d)?\s+", re.I)
+
+
 def _parse_stats(spec: str, command: str) -> Stats:
+    window = None
+    if command == "streamstats" and (m := _WINDOW.match(spec)):
+        window = int(m[1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[(m[2] or "s").lower()]
+        spec = spec[m.end():]
     parts = re.split(r"\s+by\s+", " " + spec.strip() + " ", maxsplit=1, flags=re.I)
     spec, by = parts[0], (parts[1] if len(parts) > 1 else "")
     by_fields = [f for f in FIELD_LIST.split(by.strip()) if f] if by else []
@@ -440,7 +448,9 @@ def _parse_stats(spec: str, command: str) -> Stats:
         pos = m.end()
     if not aggs:
         raise SplUnsupported(f"{command} without an aggregation")
-    return Stats(aggs, by_fields)
+    if window is not None and any(a.func not in ("count", "dc") for a in aggs):
+        raise SplUnsupported("streamstats time_window= with an aggregation other than count or dc is outside the evaluated subset")
+    return Stats(aggs, by_fields, window)
 
 
 def _parse_sort(args: str) -> Sort:

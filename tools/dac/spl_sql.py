@@ -507,10 +507,23 @@ def _streamstats_step(chain: _Chain, spec: Stats) -> None:
     present = " AND ".join(f"{_text1(e)} IS NOT NULL" for e in by) or "TRUE"
     window = f"(PARTITION BY {partition} ORDER BY {SEQ} ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)" \
         if partition else f"(ORDER BY {SEQ} ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"
+    now = expression(("field", "_time"), chain.fields)
     assignments = []
     for a in spec.aggs:
         value = Expr("1", "str") if a.field is None else expression(("field", a.field), chain.fields)
-        if a.func == "count":
+        if spec.window is not None:
+            # time_window: the earlier events of the group (stream order, as the reference) at most
+            # `window` seconds older than this one
+            if value.kind == "mv":
+                raise SplUnsupported("streamstats time_window= over a multivalue field is outside the compiled subset")
+            if now.kind == "null":
+                raise SplUnsupported("streamstats time_window= needs _time")
+            recent = (f"list_filter(list({{'t': {_num1(now)}, 'v': {_text1(value) if value.kind != 'null' else 'NULL'}}}) OVER {window}, "
+                      f"lambda x: {_num1(now)} - x.t <= {float(spec.window)} AND x.v IS NOT NULL)")
+            counted = f"list_transform({recent}, lambda x: x.v)"
+            sql = f"CAST(len({'list_distinct(' + counted + ')' if a.func == 'dc' else counted}) AS DOUBLE)"
+            kind = "num"
+        elif a.func == "count":
             counted = "*" if a.field is None else (value.sql if value.kind != "mv" else None)
             if counted is None:
                 raise SplUnsupported("streamstats count() of a multivalue field is outside the compiled subset")
