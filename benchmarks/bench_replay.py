@@ -27,7 +27,9 @@ BENIGN_CMDS = [("/usr/bin/ls", "ls -la /tmp"), ("/usr/bin/ps", "ps aux"), ("/usr
                ("/usr/bin/python3", "python3 /opt/app/worker.py --allusers"), ("/usr/bin/cat", "cat /proc/meminfo")]
 BAD_CMDS = [("/usr/bin/dd", "dd if=/proc/{pid}/mem of=/tmp/x bs=1 skip=1 count=10"),
             ("/usr/bin/grep", 'grep -E ^[0-9a-f-]* r /proc/{pid}/maps'),
-            ("/usr/bin/python3", "python3 mimipenguin.py"), ("/usr/bin/python3", "python3 laZagne.py memory")]
+            ("/usr/bin/python3", "python3 mimipenguin.py"), ("/usr/bin/python3", "python3 laZagne.py memory"),
+            ("/usr/bin/gdb", "gdb -p {pid} -batch -ex dump memory /tmp/x 0x1000 0x2000"),
+            ("/usr/bin/cat", "cat /proc/{pid}/environ")]
 
 
 def mde_rows(n: int, seed: int = 7):

@@ -36,7 +36,8 @@ def test_removed_rule_deletes_its_artifacts(sandbox, capsys):
     assert run_dac("convert", "--check") == 1
     assert "stale (no rule generates it): conversions/splunk_tracee/lnx_tracee_proc_mem_access.spl" in capsys.readouterr().out
     assert run_dac("convert") == 0
-    assert not (sandbox.conversions / "splunk_tracee").exists()
+    assert not (sandbox.conversions / "splunk_tracee" / "lnx_tracee_proc_mem_access.spl").exists()
+    assert (sandbox.conversions / "splunk_tracee" / "file_access_lnx_proc_mem_access.spl").exists()   # other rules keep theirs
 
 
 def test_output_is_byte_identical_across_processes():
@@ -62,14 +63,14 @@ def test_each_rule_compiles_to_the_targets_its_telemetry_reaches():
     matrix = {}
     for entry in manifest["artifacts"]:
         matrix.setdefault(entry["rule_name"], set()).add(entry["target"])
+    file_reads = {"sentinel", "splunk_auditd", "splunk_tracee"}        # Defender, auditd, Tracee security_file_open
+    process_creation = {"sentinel", "splunk_auditd", "splunk_sysmon"}  # Defender, auditd execve, Sysmon EID 1
     assert matrix == {
-        "ProcMemAccess": {"sentinel", "splunk_auditd"},
-        "MimiPenguin": {"sentinel", "splunk_auditd", "splunk_sysmon"},
-        "LaZagne": {"sentinel", "splunk_auditd", "splunk_sysmon"},
-        "ProcMemManualDump": {"sentinel", "splunk_auditd", "splunk_sysmon"},
+        "ProcMemAccess": file_reads, "ProcMapsEnvironRead": file_reads, "ProcMapsThenMemRead": file_reads,
+        "MimiPenguin": process_creation, "LaZagne": process_creation, "ProcMemManualDump": process_creation,
+        "ProcMapsEnvironManualRead": process_creation, "DebuggerMemoryDump": process_creation,
         "AuditdProcMemOpen": {"splunk_auditd"},
         "TraceeProcMemAccess": {"splunk_tracee"},
-        "ProcMapsThenMemRead": {"sentinel", "splunk_auditd"},
     }
     tracee = [e for e in manifest["artifacts"] if e["rule_name"] == "ProcMemAccess"][0]["tracee"]
     assert tracee == {"signature": "TRC-1023", "severity": 3, "category": "credential-access"}
@@ -85,21 +86,30 @@ def _spl_regexes(text: str) -> list[str]:
 
 
 def _credential_regex(regexes: list[str]) -> re.Pattern:
-    return re.compile(next(r for r in regexes if "sshd" in r and "sudo" in r))
+    return re.compile(next(r for r in regexes if "sshd" in r and "lightdm" in r))
 
 
 def test_whole_word_credential_targets_survive_compilation():
-    """The seed meant has_any("su", "sudo"): whole terms. `status` and `sudoers` must not match."""
-    kql = (REPO / "conversions/sentinel/file_access_lnx_proc_mem_access.kql").read_text()
-    spl = (REPO / "conversions/splunk_auditd/file_access_lnx_proc_mem_access.spl").read_text()
+    """The seed meant has_any("sshd", …): whole terms. MimiPenguin's target names must not match
+    inside other words in any compiled query."""
+    kql = (REPO / "conversions/sentinel/proc_creation_lnx_mimipenguin.kql").read_text()
+    spl = (REPO / "conversions/splunk_sysmon/proc_creation_lnx_mimipenguin.spl").read_text()
     for regex in (_credential_regex(_kql_regexes(kql)), _credential_regex(_spl_regexes(spl))):
-        assert regex.search("gdb -p 812 /usr/sbin/sshd")
-        assert regex.search("strace -f -p 4242 su -")
-        assert regex.search("gdb --pid 77 /usr/bin/SUDO")          # case-insensitive, like has_any
-        assert not regex.search("gdb -ex 'info status' ./server")
-        assert not regex.search("strace -p 99 cat /etc/issue")            # 'issue' contains 'su'
-        assert not regex.search("strace -e trace=openat cat /etc/sudoers")
-        assert not regex.search("ltrace ./subprocess-runner")
+        assert regex.search("grep -E ^[0-9a-f-]* r /proc/1874/maps sshd")
+        assert regex.search("strings /proc/$(pidof GNOME-KEYRING-DAEMON)/environ")   # case-insensitive, like has_any
+        assert regex.search("cat /proc/$(pidof kwalletd5)/maps")
+        assert not regex.search("cat /proc/1/maps ./sshdump")                         # not a word of its own
+        assert not regex.search("grep lightdmx /proc/1/maps")
+
+
+def test_debugger_dump_commands_are_matched_and_attaches_are_not():
+    kql = (REPO / "conversions/sentinel/proc_creation_lnx_debugger_memory_dump.kql").read_text()
+    dump = re.compile(next(r for r in _kql_regexes(kql) if "generate-core-file" in r))
+    assert dump.search('gdb -p 1874 -batch -ex dump memory /tmp/x 0x1 0x2')
+    assert dump.search("gdb --pid 2310 --batch -ex dump binary memory /dev/shm/gk.bin 0x1 0x2")
+    assert dump.search("/usr/bin/gdb --nx --batch -ex attach 1377 -ex gcore /tmp/apache.1377")
+    assert not dump.search("gdb -p 5120")
+    assert not dump.search("gdb -ex 'info memory' ./server")
 
 
 def test_lazagne_module_argument_is_a_whole_argument():
@@ -116,13 +126,15 @@ def test_hunting_query_is_the_seed_shape_generated_from_rules():
     assert kql.startswith("let ProcMemAccess = DeviceFileEvents\n| where Timestamp > ago(24h)\n")
     for name in ("MimiPenguin", "LaZagne", "ProcMemManualDump"):
         assert f"\nlet {name} = DeviceProcessEvents\n| where Timestamp > ago(24h)\n" in kql
-    assert "\nunion ProcMemAccess, MimiPenguin, LaZagne, ProcMemManualDump\n| sort by Timestamp desc\n" in kql
+    # the seed's three first, then every other rule of the technique (alert and hunting tier), by name
+    assert ("\nunion ProcMemAccess, MimiPenguin, LaZagne, DebuggerMemoryDump, ProcMapsEnvironManualRead, "
+            "ProcMapsEnvironRead, ProcMemManualDump\n| sort by Timestamp desc\n") in kql
     # DeviceFileEvents has no AccountName column (the seed's hand-written query used it)
     assert "AccountName = InitiatingProcessAccountName" in kql.split("let MimiPenguin")[0]
-    assert kql.count('Detection = "') == 4
+    assert kql.count('Detection = "') == 7
     spl = (REPO / "conversions/hunting/t1003_007_hunting.splunk.spl").read_text()
     assert spl.startswith("index=linux earliest=-24h latest=now sourcetype IN (\"linux_audit\", \"linux:audit\")")
-    assert spl.count("| append [ search index=linux earliest=-24h latest=now ") == 8   # 9 rule x target branches
+    assert spl.count("| append [ search index=linux earliest=-24h latest=now ") == 15   # 16 rule x target branches
     assert spl.endswith("| table _time host detection target user path process command_line\n| sort 0 - _time\n")
 
 

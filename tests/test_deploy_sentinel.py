@@ -67,14 +67,14 @@ def rules_in(arm: FakeArm, workspace: str) -> dict[str, dict]:
 def test_plan_apply_idempotent_on_every_workspace(repo, arm, capsys, credential):
     code, text = deploy(capsys)
     assert code == 0 and arm.writes() == []
-    assert text.count("plan: 6 to create") == 2, "5 rules on Sentinel + the composed union, per workspace"
+    assert text.count("plan: 7 to create") == 2, "6 alert-tier rules on Sentinel + the composed union, per workspace"
     assert credential.scopes == ["https://management.azure.com/.default"]
 
     code, text = deploy(capsys, "--apply")
-    assert code == 0 and text.count("applied: 6 created, 0 updated, 0 deleted; 0 failed") == 2
+    assert code == 0 and text.count("applied: 7 created, 0 updated, 0 deleted; 0 failed") == 2
     for _, _, ws in WORKSPACES:
         rules = rules_in(arm, ws)
-        assert len(rules) == 6
+        assert len(rules) == 7
         for resource in rules.values():
             props = resource["properties"]
             assert props["queryFrequency"].startswith("PT") and props["severity"] in ("Low", "Medium", "High")
@@ -85,7 +85,7 @@ def test_plan_apply_idempotent_on_every_workspace(repo, arm, capsys, credential)
 
     writes = len(arm.writes())
     code, text = deploy(capsys, "--apply")
-    assert code == 0 and text.count("6 unchanged") == 2 and len(arm.writes()) == writes
+    assert code == 0 and text.count("7 unchanged") == 2 and len(arm.writes()) == writes
 
 
 def test_drift_update_with_etag_and_prune(repo, arm, capsys):
@@ -107,7 +107,7 @@ def test_drift_update_with_etag_and_prune(repo, arm, capsys):
     assert code == 0 and text.count("1 orphaned (kept; --prune deletes)") == 2
     code, text = deploy(capsys, "--apply", "--prune")
     assert code == 0 and text.count("1 deleted") == 2
-    assert all(len(rules_in(arm, ws)) == 5 for _, _, ws in WORKSPACES)
+    assert all(len(rules_in(arm, ws)) == 6 for _, _, ws in WORKSPACES)
 
 
 def test_retries_conflicts_and_partial_failure(repo, arm, capsys, waits):
@@ -119,8 +119,8 @@ def test_retries_conflicts_and_partial_failure(repo, arm, capsys, waits):
     assert code == 1
     assert waits == [3.0]
     assert f"FAILED {second}: create failed: HTTP 409" in text
-    assert "5 created, 0 updated, 0 deleted; 1 failed (not changed)" in text
-    assert "6 created, 0 updated, 0 deleted; 0 failed" in text                 # the other workspace
+    assert "6 created, 0 updated, 0 deleted; 1 failed (not changed)" in text
+    assert "7 created, 0 updated, 0 deleted; 0 failed" in text                 # the other workspace
     assert first in rules_in(arm, "law-a") and second not in rules_in(arm, "law-a")
 
 

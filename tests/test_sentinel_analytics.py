@@ -9,6 +9,9 @@ import uuid
 
 import jsonschema
 import pytest
+
+from dac.sentinel_hunting import HUNTING_DIR
+from dac.tiers import is_alert
 import yaml
 from sigma.rule import SigmaLevel
 
@@ -98,7 +101,7 @@ def rebuilt(compiled, analytics, change_rule=None, analytics_change=None):
 
 def test_one_analytic_per_sentinel_query_and_one_per_hunting_union(compiled, rules):
     queries, config = compiled
-    expected = {q.rule.stem for q in queries if q.target.siem == "sentinel"} | {h["name"] for h in config["hunting"]}
+    expected = {q.rule.stem for q in queries if q.target.siem == "sentinel" and is_alert(q.rule)} | {h["name"] for h in config["hunting"]}
     assert {r.file_stem for r in rules} == expected
     assert "t1003_007_hunting" in expected and "correlation_lnx_proc_maps_then_mem_read" in expected
     assert len({r.id for r in rules}) == len(rules)                   # no template id twice
@@ -107,7 +110,7 @@ def test_one_analytic_per_sentinel_query_and_one_per_hunting_union(compiled, rul
 def test_checked_in_files_are_current(files):
     """sentinel/analytics/, sentinel/arm/ and the version lock hold exactly what the generator writes."""
     on_disk = {p.relative_to(REPO).as_posix(): p.read_text(encoding="utf-8")
-               for folder in (ANALYTICS_DIR, ARM_DIR) for p in sorted((REPO / folder).rglob("*")) if p.is_file()}
+               for folder in (ANALYTICS_DIR, ARM_DIR, HUNTING_DIR) for p in sorted((REPO / folder).rglob("*")) if p.is_file()}
     on_disk[LOCK_FILE] = (REPO / LOCK_FILE).read_text(encoding="utf-8")
     assert sorted(on_disk) == sorted(files)
     for path, content in files.items():
@@ -136,7 +139,7 @@ def test_schema_is_a_valid_json_schema(schema):
 
 
 def test_every_template_is_valid(files, schema):
-    templates = {p: v for p, v in files.items() if p.endswith(".yaml")}
+    templates = {p: v for p, v in files.items() if p.endswith(".yaml") and p.startswith(ANALYTICS_DIR + "/")}
     assert len(templates) >= 6
     for path, text in templates.items():
         doc = yaml.safe_load(text)
@@ -323,7 +326,7 @@ def test_every_mapped_column_is_in_the_query_output(rules, output_columns):
 
 def test_output_columns_follow_the_query_shape(output_columns):
     assert output_columns["correlation_lnx_proc_maps_then_mem_read"] == [
-        "Computer", "ProcessId", "TargetProcessId", "FirstTime", "LastTime", "Sequences", "Detection"]
+        "Timestamp", "Computer", "TargetProcessId", "RuleCount", "FirstTime", "LastTime", "Detection"]
     assert output_columns["t1003_007_hunting"] == [
         "Timestamp", "DeviceName", "AccountName", "FilePath", "ProcessName", "ProcessCommandLine", "Detection"]
     assert "InitiatingProcessAccountName" in output_columns["file_access_lnx_proc_mem_access"]
@@ -373,21 +376,43 @@ def test_renaming_a_rule_keeps_its_analytic_id(compiled, analytics, rules):
 
 
 @pytest.mark.parametrize("level, severity", [
-    (SigmaLevel.INFORMATIONAL, "Informational"), (SigmaLevel.LOW, "Low"), (SigmaLevel.MEDIUM, "Medium"),
+    (SigmaLevel.INFORMATIONAL, None), (SigmaLevel.LOW, None), (SigmaLevel.MEDIUM, None),
     (SigmaLevel.HIGH, "High"), (SigmaLevel.CRITICAL, "High"),
 ])
 def test_sigma_level_maps_to_sentinel_severity(compiled, analytics, level, severity):
+    """High and critical are the alert tier (an analytic, severity High); below that a rule is a
+    hunting query and gets no analytic at all."""
     def relevel(loaded):
         loaded.rule.level = level
-    rule = by_stem(rebuilt(compiled, analytics, change_rule=(MIMIPENGUIN_ID, relevel)), "proc_creation_lnx_mimipenguin")
+    rules = rebuilt(compiled, analytics, change_rule=(MIMIPENGUIN_ID, relevel))
+    if severity is None:
+        assert not any(r.file_stem == "proc_creation_lnx_mimipenguin" for r in rules)
+        return
+    rule = by_stem(rules, "proc_creation_lnx_mimipenguin")
     assert rule.yaml_doc["severity"] == rule.arm_properties["severity"] == severity
 
 
 def test_checked_in_severities(rules):
     severities = {r.file_stem: r.yaml_doc["severity"] for r in rules}
-    assert severities["proc_creation_lnx_proc_mem_manual_dump"] == "Medium"      # level medium
+    assert severities["proc_creation_lnx_proc_mem_manual_dump"] == "High"        # level high
     assert severities["proc_creation_lnx_mimipenguin"] == "High"                 # level high
+    assert "file_access_lnx_proc_maps_environ_read" not in severities           # hunting tier: a hunting query
     assert severities["t1003_007_hunting"] == "High"                             # highest member
+
+
+def test_hunting_tier_rules_are_hunting_queries_not_analytics(compiled, files):
+    queries, _ = compiled
+    hunting = {q.rule.stem for q in queries if q.target.siem == "sentinel" and not is_alert(q.rule)}
+    assert hunting == {"file_access_lnx_proc_maps_environ_read", "proc_creation_lnx_proc_maps_environ_manual_read"}
+    for stem in hunting:
+        doc = yaml.safe_load(files[f"{HUNTING_DIR}/{stem}.yaml"])
+        assert doc["kind"] == "Hunting" and doc["relevantTechniques"] == ["T1003.007"] and doc["tactics"] == ["CredentialAccess"]
+        assert doc["requiredDataConnectors"] and doc["query"].strip()
+        arm = json.loads(files[f"{ARM_DIR}/hunting_{stem}.json"])
+        resource = arm["resources"][0]
+        assert resource["type"] == "Microsoft.OperationalInsights/workspaces/savedSearches"
+        assert resource["properties"]["category"] == "Hunting Queries"
+        assert f"{ANALYTICS_DIR}/{stem}.yaml" not in files
 
 
 def test_descriptions_end_with_the_ownership_marker(compiled, rules):

@@ -17,6 +17,8 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
+
+from dac.tiers import is_alert
 import yaml
 
 from conftest import REPO
@@ -154,17 +156,33 @@ def test_severity_follows_the_sigma_level(compiled, app_config):
     queries, config = compiled
     searches = searches_by_name(queries, app_config, config)
     levels = set()
-    for q in (q for q in queries if q.target.siem == "splunk"):
+    for q in (q for q in queries if q.target.siem == "splunk" and is_alert(q.rule)):
         level = q.rule.rule.level.name.lower()
         levels.add(level)
         assert searches[stanza_name(str(q.rule.rule.id), q.target.name)].attributes["alert.severity"] == SEVERITY[level]
-    assert {"medium", "high"} <= levels
+    assert {"high"} <= levels
+
+
+def test_hunting_tier_rules_are_saved_searches_without_an_alert(compiled, app_config):
+    queries, config = compiled
+    searches = searches_by_name(queries, app_config, config)
+    hunting = [q for q in queries if q.target.siem == "splunk" and not is_alert(q.rule)]
+    assert {q.rule.name for q in hunting} == {"ProcMapsEnvironRead", "ProcMapsEnvironManualRead", "AuditdProcMemOpen",
+                                              "TraceeProcMemAccess"}
+    for q in hunting:
+        a = searches[stanza_name(str(q.rule.rule.id), q.target.name)].attributes
+        assert a["enableSched"] == "0" and a["dispatch.earliest_time"] == "-7d@d", q.rule.name
+        assert not any(k.startswith(("alert.", "action.", "cron")) for k in a), q.rule.name
 
 
 def test_every_stanza_is_a_scheduled_suppressed_alert(compiled, app_config):
     queries, config = compiled
     searches = searches_by_name(queries, app_config, config)
+    hunting_tier = {stanza_name(str(q.rule.rule.id), q.target.name) for q in queries
+                    if q.target.siem == "splunk" and not is_alert(q.rule)}
     for name, search in searches.items():
+        if name in hunting_tier:
+            continue
         a = search.attributes
         assert {k: a[k] for k in ("enableSched", "counttype", "relation", "quantity", "alert.track",
                                   "alert.digest_mode", "alert.suppress")} == {
@@ -175,11 +193,12 @@ def test_every_stanza_is_a_scheduled_suppressed_alert(compiled, app_config):
             assert (a["cron_schedule"], a["dispatch.earliest_time"], a["dispatch.latest_time"],
                     a["alert.suppress.period"]) == ("*/15 * * * *", "-20m@m", "now", "1h")
     by_target = {name.rsplit("-", 1)[1]: searches[name].attributes["alert.suppress.fields"]
-                 for name in searches if CORRELATION_ID not in name and not name.startswith("dac-hunting-")}
+                 for name in searches if CORRELATION_ID not in name and not name.startswith("dac-hunting-")
+                 and name not in hunting_tier}
     assert by_target == {"splunk_auditd": "host,exe", "splunk_sysmon": "host,Image", "splunk_tracee": "host,processName"}
     # the correlation's results have no host column: its override names the chain's fields
     assert searches[f"dac-{CORRELATION_ID}-splunk_auditd"].attributes["alert.suppress.fields"] == \
-        "Computer,ProcessId,TargetProcessId"
+        "Computer,TargetProcessId"
     hunting = searches["dac-hunting-t1003_007_hunting"].attributes
     assert (hunting["cron_schedule"], hunting["dispatch.earliest_time"], hunting["alert.suppress.fields"],
             hunting["alert.severity"]) == ("7 6 * * *", "-24h", "host,detection", "3")
@@ -196,7 +215,7 @@ def test_enterprise_security_settings_only_when_enabled(compiled, app_config, ra
     assert set(searches) == set(plain)
     for name, search in searches.items():
         a = search.attributes
-        if name.startswith("dac-hunting-"):
+        if name.startswith("dac-hunting-") or a.get("enableSched") == "0":
             assert not any(k.startswith("action.") for k in a), "hunting searches are not correlation searches"
             continue
         assert all(k in a for k in ES_KEYS), name

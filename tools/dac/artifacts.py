@@ -1,6 +1,6 @@
 """The generated files: computed in memory, compared, written atomically.
 
-Everything under conversions/, splunk/<app id>/, sentinel/analytics/ and sentinel/arm/ is
+Everything under conversions/, splunk/<app id>/, sentinel/analytics/, sentinel/hunting/ and sentinel/arm/ is
 generated (splunk/app.yml, sentinel/analytics.yml and sentinel/schemas/ are inputs): a file no
 rule produces any more is deleted by `dac convert` and reported as stale by `dac convert --check`.
 """
@@ -18,6 +18,7 @@ from .content import check_artifacts
 from .compose import hunting_specs, kql_hunting, spl_hunting
 from .coverage import build_coverage_files
 from .sentinel_analytics import ANALYTICS_DIR, ARM_DIR, build_sentinel_files
+from .sentinel_hunting import HUNTING_DIR
 from .sentinel_versions import LOCK_FILE
 from .splunk_app import build_app_files, generated_app_dirs
 from .convert import Query, compile_rules
@@ -110,7 +111,7 @@ def _owners(queries: list[Query], files: dict[str, str]):
 
 def generated_roots(layout: Layout) -> list[Path]:
     """Folders whose every file is generated: checked for staleness, stale files deleted."""
-    return [layout.conversions, *generated_app_dirs(layout), layout.root / ANALYTICS_DIR, layout.root / ARM_DIR]
+    return [layout.conversions, *generated_app_dirs(layout), layout.root / ANALYTICS_DIR, layout.root / ARM_DIR, layout.root / HUNTING_DIR]
 
 
 def existing_artifacts(layout: Layout) -> dict[str, str]:

@@ -484,7 +484,17 @@ def render_markdown(r: dict) -> str:
         section.append("\n</details>")
         diffs.append("\n".join(section))
 
-    text = "\n".join(head + body)
+    text = "\n".join(head)
+    cut_lines = 0
+    for i, line in enumerate(body):          # a change that touches everything can outgrow a comment on its own
+        if len(text) + len(line) + 400 > COMMENT_LIMIT:
+            cut_lines = len(body) - i
+            break
+        text += "\n" + line
+    if cut_lines:
+        text += (f"\n\n_Truncated: {cut_lines} more line(s) of this report do not fit a GitHub comment; run "
+                 f"`dac review --base {r['base']['ref']}` locally for the whole report._")
+        return _blank_line_before_tables(text) + "\n"
     omitted = 0
     for i, part in enumerate(diffs):
         if len(text) + len(part) + 200 > COMMENT_LIMIT:

@@ -30,6 +30,8 @@ import yaml
 
 from .compose import hunting_members, hunting_specs, kql_hunting
 from .convert import Query
+from .sentinel_hunting import HUNTING_DIR, dumps_arm, hunting_queries
+from .tiers import is_alert
 from .problems import DacError, Problem
 from .repo import Layout
 from .sentinel_versions import LOCK_FILE, VERSION_RE, load_lock, lock_text, query_hash, settle
@@ -483,6 +485,8 @@ def _rule_specs(queries: list[Query]) -> list[_Spec]:
     several_targets = len({q.target.name for q in sentinel}) > 1
     specs = []
     for q in sorted(sentinel, key=lambda q: (q.rule.stem, q.target.name)):
+        if not is_alert(q.rule):        # hunting tier: a hunting query (dac.sentinel_hunting), no analytic
+            continue
         rule = q.rule.rule
         tactics, techniques = _tags(rule.tags)
         shape = "correlation" if q.rule.is_correlation else str(q.scope.state.get("source"))
@@ -624,6 +628,11 @@ def build_sentinel_files(queries: list[Query], config: dict, layout: Layout) -> 
         files[f"{ANALYTICS_DIR}/{rule.file_stem}.yaml"] = template_yaml(rule.yaml_doc)
         files[f"{ARM_DIR}/{rule.file_stem}.json"] = json.dumps(arm_template(rule), indent=2, ensure_ascii=False) + "\n"
     files[LOCK_FILE] = version_lock(rules)
+    connectors = _Config(analytics).connectors
+    for stem, doc, arm in hunting_queries(queries, _tags, _rule_description,
+                                          lambda text: _required_connectors(_tables(text, connectors), connectors)):
+        files[f"{HUNTING_DIR}/{stem}.yaml"] = template_yaml(doc)
+        files[f"{ARM_DIR}/hunting_{stem}.json"] = dumps_arm(arm)
     return dict(sorted(files.items()))
 
 
