@@ -108,6 +108,23 @@ def test_a_new_false_positive_is_shown_first_and_blocks(history, capsys):
     assert "<details><summary>ProcMemAccess" in report and "```diff" in report
 
 
+def test_metric_deltas_over_the_truth_labels_are_in_the_report(history, capsys):
+    rule = history.root / PROC_MEM_ACCESS
+    rule.write_text(rule.read_text().replace(
+        "condition: (selection_mem and not (filter_allowlist_memory_readers and not dump_command)) or selection_maps_range_scan",
+        "condition: selection_mem or selection_maps_range_scan"))
+    assert run_dac("convert") == 0
+    capsys.readouterr()
+    run_dac("review", "--base", "main", "--json")
+    r = json.loads(capsys.readouterr().out)
+    changed = {m["name"]: m for m in r["metrics"]}
+    alert = changed["tier alert"]
+    assert alert["after"]["fp"] > alert["before"]["fp"] and alert["after"]["precision"] < alert["before"]["precision"]
+    assert changed["benign events that alert"]["after"]["count"] > changed["benign events that alert"]["before"]["count"]
+    run_dac("review", "--base", "main")
+    assert "**Metrics over the truth labels that changed**" in capsys.readouterr().out
+
+
 def test_ready_and_deterministic(history, capsys):
     labels = next((history.root / "testdata").rglob("*.labels.yml"))
     labels.write_text(labels.read_text() + "# reviewed\n")

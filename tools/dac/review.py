@@ -337,6 +337,26 @@ def _where(p: Problem) -> str:
     return f"{p.path}:{p.line}" if p.line else p.path
 
 
+def metric_deltas(base: Side, head: Side) -> list[dict]:
+    """Precision, recall and F1 over the truth labels per tier and per alert-tier rule x target,
+    before and after, for every row that changed (a base without truth labels has none)."""
+    def table(side: Side) -> dict[str, dict]:
+        metrics = getattr(side.replay, "metrics", None) if side.replay else None
+        if metrics is None:
+            return {}
+        data = metrics.as_dict()
+        rows = {f"tier {k}": v for k, v in data["tiers"].items()}
+        rows.update({f"{k}": v for k, v in data["rules"].items()})
+        rows["benign events that alert"] = {"count": data["benign_alerts"]}
+        return rows
+    before, after = table(base), table(head)
+    out = []
+    for name in sorted(set(before) | set(after)):
+        if before.get(name) != after.get(name):
+            out.append({"name": name, "before": before.get(name), "after": after.get(name)})
+    return out
+
+
 # --------------------------------------------------------------------------- report
 
 def review(root: Path, base_ref: str, replay: bool = True) -> dict:
@@ -350,6 +370,7 @@ def review(root: Path, base_ref: str, replay: bool = True) -> dict:
             "artifacts": {k: [{"name": n, "diff": d} for n, d in v] for k, v in sorted(artifact_diffs(base, head).items())},
             "verdict_changes": verdict_changes(base, head),
             "scores": score_table(base, head),
+            "metrics": metric_deltas(base, head),
             "label_changes": label_changes(base, head),
             "deploy_plan": deploy_changes(base, head),
             "replayed_base": base.replay is not None,
@@ -433,6 +454,16 @@ def render_markdown(r: dict) -> str:
                     + " could not be replayed (see the problems above and below).")
     elif not r["verdict_changes"]:
         body.append("No event's verdict changed.")
+    if r.get("metrics"):
+        def cell(m):
+            if m is None:
+                return "-"
+            if "count" in m:
+                return str(m["count"])
+            return f"P {m['precision']} R {m['recall']} F1 {m['f1']} (FP {m['fp']})"
+        body.append("\n**Metrics over the truth labels that changed** (before → after):\n")
+        body += ["| what | before | after |", "|---|---|---|"]
+        body += [f"| {_cell(m['name'])} | {cell(m['before'])} | {cell(m['after'])} |" for m in r["metrics"][:40]]
     changed_scores = [s for s in r["scores"] if s["before"] != s["after"]]
     rows = changed_scores or r["scores"]
     if rows:
