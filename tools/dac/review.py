@@ -515,27 +515,23 @@ def render_markdown(r: dict) -> str:
         section.append("\n</details>")
         diffs.append("\n".join(section))
 
-    text = "\n".join(head)
-    cut_lines = 0
-    for i, line in enumerate(body):          # a change that touches everything can outgrow a comment on its own
-        if len(text) + len(line) + 400 > COMMENT_LIMIT:
-            cut_lines = len(body) - i
-            break
-        text += "\n" + line
-    if cut_lines:
-        text += (f"\n\n_Truncated: {cut_lines} more line(s) of this report do not fit a GitHub comment; run "
-                 f"`dac review --base {r['base']['ref']}` locally for the whole report._")
-        return _blank_line_before_tables(text) + "\n"
-    omitted = 0
-    for i, part in enumerate(diffs):
-        if len(text) + len(part) + 200 > COMMENT_LIMIT:
-            omitted = len(diffs) - i
-            break
-        text += "\n" + part
-    if omitted:
-        text += (f"\n\n_Truncated: {omitted} more diff section(s) do not fit a GitHub comment; run "
-                 f"`dac review --base {r['base']['ref']}` locally for the whole report._")
+    ref = r["base"]["ref"]
+    # a change that touches everything can outgrow a comment with its body alone: cut it too
+    text, cut = _fit("\n".join(head), body, 400, "line(s) of this report", ref)
+    if not cut:
+        text, _ = _fit(text, diffs, 200, "diff section(s)", ref)
     return _blank_line_before_tables(text) + "\n"
+
+
+def _fit(text: str, parts: list[str], margin: int, what: str, ref: str) -> tuple[str, int]:
+    """Append parts while the comment stays under COMMENT_LIMIT; say how many were left out."""
+    for i, part in enumerate(parts):
+        if len(text) + len(part) + margin > COMMENT_LIMIT:
+            left = len(parts) - i
+            return (text + f"\n\n_Truncated: {left} more {what} do not fit a GitHub comment; run "
+                    f"`dac review --base {ref}` locally for the whole report._"), left
+        text += "\n" + part
+    return text, 0
 
 
 def _blank_line_before_tables(text: str) -> str:
