@@ -101,7 +101,7 @@ def run_engine(engine: str, n: int) -> dict:
     from dac.repo import Layout
     from dac.rules import load_rules
     from dac.targets import load_targets
-    from dac.logs.auditd import read_file as read_auditd
+    from dac.logs import read_log
     import tempfile
     layout = Layout(REPO)
     targets, _ = load_targets(layout)
@@ -136,7 +136,7 @@ def run_engine(engine: str, n: int) -> dict:
             del tables
             gc.collect()
             log_file.write_text("\n".join(audit_lines(n)) + "\n")
-            audit = read_auditd(log_file, "audit.log", "bench-host", splunk=False)   # Sigma reads the rows only
+            audit = read_log(log_file, "audit.log", "auditd", "bench-host", splunk=False)   # Sigma reads the rows only
             started = time.perf_counter() - wall_mde
             for q in queries:
                 if q.target.format == "auditd":

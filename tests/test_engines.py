@@ -9,7 +9,8 @@ from sigma.collection import SigmaCollection
 
 from dac.engine_kql import KqlEngine
 from dac.engine_sigma import SigmaEngine
-from dac.logs.auditd import categories as auditd_categories, decode_proctitle, read_file as read_auditd
+from dac.logs import read_log
+from dac.logs.auditd import categories as auditd_categories, decode_proctitle
 from dac.targets import Target
 
 TABLES = {"T": [("Timestamp", "datetime"), ("ReportId", "long"), ("Cmd", "string")]}
@@ -97,7 +98,7 @@ def test_proctitle_decoding_and_auditd_assembly(tmp_path):
         'type=PATH msg=audit(1795000000.200:43): item=0 name="/proc/812/mem" inode=1 dev=00:05 nametype=NORMAL\n'
         'garbage line\n'
         'type=PATH msg=audit(1795000000.300:44):\n')
-    parsed = read_auditd(log, "audit.log", "web-01")
+    parsed = read_log(log, "audit.log", "auditd", "web-01")
     assert [str(p) for p in parsed.problems] == [
         "audit.log:7: not an audit record (expected [node=… ]type=… msg=audit(epoch:serial): …, optionally after a syslog header)",
         "audit.log:8: truncated PATH record"]

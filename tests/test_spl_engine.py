@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dac.logs.auditd import read_file as read_auditd
+from dac.logs import read_log
 from dac.spl_engine import SplUnsupported, run_spl as run_python
 from dac.spl_sql import run_spl_sql
 
@@ -147,7 +147,7 @@ def test_auditd_records_are_joined_by_the_search_itself(tmp_path: Path):
     event of SYSCALL + PATH + PROCTITLE, as on a real Splunk."""
     path = tmp_path / "audit.log"
     path.write_text(AUDIT)
-    events = read_auditd(path, "audit.log", "web-01").splunk_events
+    events = read_log(path, "audit.log", "auditd", "web-01").splunk_events
     assert len(events) == 9
     assert run_spl('index=linux sourcetype=linux_audit name="/proc/*/mem" exe=*', events, NOW) == []
     conversions = Path(__file__).resolve().parents[1] / "conversions" / "splunk_auditd"

@@ -96,7 +96,7 @@ class SigmaEngine:
         events = []
         for order, (name, rows, field_map) in enumerate(base_hits):
             for row in rows:
-                key = tuple(_group_value(row, f, field_map) for f in group_by)
+                key = tuple(group_value(row, f, field_map) for f in group_by)
                 if None not in key:
                     events.append((float(row["_time"]), order, name, key))
         events.sort()
@@ -133,7 +133,7 @@ def _mapped_fields(target: Target) -> frozenset[str]:
     return frozenset(found)
 
 
-def _group_value(row: dict, field: str, field_map: dict[str, str]):
+def group_value(row: dict, field: str, field_map: dict[str, str]):
     if field in field_map:
         return _text(row.get(field_map[field]))
     if field in DERIVED_FIELDS:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .convert import Query
 from .logs import InputError, SampleLog, read_log
-from .replay import LabelFile, Replayer
+from .replay import LabelFile, Replayer, column_types
 from .repo import Layout
 from .rules import RuleSet
 from .tiers import is_alert
@@ -74,14 +74,12 @@ def hunt(layout: Layout, ruleset: RuleSet, queries: list[Query], inputs: list[st
     report = HuntReport()
     files, bad = expand_inputs(inputs)
     report.files += bad
-    schemas = None
+    schemas = column_types(layout) if files else {}
     for path in files:
         shown = "<stdin>" if path == "-" else path
         result = FileResult(shown, None)
         report.files.append(result)
         try:
-            if schemas is None:
-                schemas = Replayer(layout, [], ruleset).schemas
             log = read_log(path, shown, fmt, host, table, schemas)
         except InputError as e:
             result.error = str(e)

@@ -85,10 +85,9 @@ def compute(verdicts, labels, tier_of: dict[str, str], target_format: dict[str, 
     alert|hunting; target_format: target -> log format."""
     m = Metrics()
     canonical = {l.path: l for l in labels if not l.twin_of}
-    by_log = {l.path.removesuffix(".labels.yml"): l for l in canonical.values()}
     hits: dict[tuple[str, str], dict[str, set]] = defaultdict(lambda: defaultdict(set))   # (log, key) -> tier -> rules
     for v in verdicts:
-        label = by_log.get(v.log.removesuffix(".labels.yml")) or canonical.get(v.log)
+        label = canonical.get(v.log)            # v.log is the label file's path
         if label is None:
             continue
         score = m.rules.setdefault((v.rule, v.target), Score())

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import yaml
 from .compose import detection_label, hunting_members, hunting_specs, kql_hunting, spl_hunting
 from .convert import Query
 from .engine_kql import KqlEngine, KqlNotTestable
-from .engine_sigma import SigmaEngine, _group_value
+from .engine_sigma import SigmaEngine, group_value
 from .kql_analyzer import load_schemas
 from .problems import DacError, Problem
 from .repo import Layout
@@ -33,6 +34,11 @@ ENGINES = ("sigma", "kql", "spl")
 TRUTHS = ("T1003.007", "malicious-context", "benign")
 # DeviceFileEvents actions that are not reads (sigma/pipelines/sentinel_defender_xdr.yml source_filter)
 MDE_WRITE_ACTIONS = {"filecreated", "filemodified", "filerenamed", "filedeleted"}
+
+
+def column_types(layout: Layout) -> dict[str, dict[str, str]]:
+    """Defender table -> column -> Kusto type, from sentinel/schemas/."""
+    return {table: dict(columns) for table, columns in load_schemas(layout.schemas).items()}
 
 
 def spl_key(fmt: str, row: dict) -> str:
@@ -107,15 +113,16 @@ def load_labels(layout: Layout, ruleset: RuleSet) -> list[LabelFile]:
         raw_events = data.get("events") or {}
         events, truth, accepted = {}, {}, {}
         text_lines = path.read_text(encoding="utf-8").splitlines()
+        def key_line(key: str) -> int | None:
+            return next((n for n, l in enumerate(text_lines, 1) if f'"{key}"' in l or l.strip().startswith(f"{key}:")), None)
         for key, value in raw_events.items():
             key = str(key)
-            line = next((n for n, l in enumerate(text_lines, 1) if f'"{key}"' in l or l.strip().startswith(f"{key}:")), None)
             if not isinstance(value, dict) or value.get("truth") not in TRUTHS:
-                problems.append(Problem(rel, line, f"event {key}: needs {{truth: {' | '.join(TRUTHS)}, fires: [rule ids]}}"))
+                problems.append(Problem(rel, key_line(key), f"event {key}: needs {{truth: {' | '.join(TRUTHS)}, fires: [rule ids]}}"))
                 continue
             unknown = set(value) - {"truth", "fires", "accepted_fp", "known_miss", "note"}
             if unknown:
-                problems.append(Problem(rel, line, f"event {key}: unknown label keys {', '.join(sorted(unknown))}"))
+                problems.append(Problem(rel, key_line(key), f"event {key}: unknown label keys {', '.join(sorted(unknown))}"))
             events[key] = [str(i) for i in (value.get("fires") or [])]
             truth[key] = value["truth"]
             accepted[key] = {k: str(value[k]) for k in ("accepted_fp", "known_miss") if value.get(k)}
@@ -182,10 +189,10 @@ class Replayer:
             self._kql = KqlEngine(load_schemas(self.layout.schemas), self.now.replace(tzinfo=None))
         return self._kql
 
-    @property
+    @cached_property
     def schemas(self) -> dict[str, dict[str, str]]:
         """Column types per Defender table (the mde reader types CSV and streamed values by them)."""
-        return {table: dict(columns) for table, columns in load_schemas(self.layout.schemas).items()}
+        return column_types(self.layout)
 
     def run_log(self, label: LabelFile, log: SampleLog, queries: list[Query]) -> list[Verdicts]:
         results = []
@@ -238,7 +245,7 @@ class Replayer:
         members: dict[tuple, list[tuple[float, int, dict]]] = {}
         for order, (name, rows, field_map) in enumerate(base):
             for row in rows:
-                group = tuple(str(_group_value(row, f, field_map)) for f in group_by)
+                group = tuple(str(group_value(row, f, field_map)) for f in group_by)
                 members.setdefault(group, []).append((float(row["_time"]), order, row))
         v.evidence = {g: _participants(events, len(base), corr.timespan.seconds) for g, events in members.items()}
         try:

@@ -8,7 +8,7 @@ raises on bad lines: each is a reported skip (SampleLog.problems).
 """
 from __future__ import annotations
 
-from itertools import islice
+from itertools import chain, islice
 from pathlib import Path
 
 from . import auditd, mde, sysmon, tracee
@@ -41,7 +41,7 @@ def read_log(path: str | Path, shown: str | None = None, fmt: str = "auto", host
     if fmt == "auto":
         head = list(islice(lines, SNIFF_LINES))
         fmt = sniff([text for _, text in head], shown)
-        lines = _chain(head, lines)
+        lines = chain(head, lines)
     if fmt == "auditd":
         log = auditd.read(lines, shown, host, splunk=splunk)
     elif fmt == "mde":
@@ -52,11 +52,6 @@ def read_log(path: str | Path, shown: str | None = None, fmt: str = "auto", host
     log.problems.sort(key=lambda p: p.line or 0)
     log.shape = ", ".join(filter(None, [container if container != "text" else "", log.shape]))
     return log
-
-
-def _chain(head, rest):
-    yield from head
-    yield from rest
 
 
 __all__ = ["FORMATS", "READERS", "InputError", "LogProblem", "SampleLog", "read_log", "sniff"]

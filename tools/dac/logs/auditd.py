@@ -22,6 +22,7 @@ import re
 from typing import Iterable, Iterator
 
 from .model import LogProblem, SampleLog
+from .source import nonblank, open_lines
 from .syslog import parse_header
 
 NAME = "auditd"
@@ -82,9 +83,7 @@ class _Record:
 
 
 def _records(lines: Iterable[tuple[int, str]], shown: str, default_host: str, problems: list[LogProblem]) -> Iterator[_Record]:
-    for number, line in lines:
-        if not line.strip():
-            continue
+    for number, line in nonblank(lines):
         match = AUDIT_RE.search(line)
         if not match:
             problems.append(LogProblem(shown, number, "not an audit record (expected [node=… ]type=… msg=audit(epoch:serial): …, optionally after a syslog header)"))
@@ -175,16 +174,6 @@ def read(lines: Iterable[tuple[int, str]], shown: str, host: str | None, splunk:
     return log
 
 
-def read_file(path, shown: str, host: str, splunk: bool = True) -> SampleLog:
-    """read() over a file (any container dac.logs.source opens)."""
-    from .source import open_lines
-    lines, problems, _ = open_lines(str(path), shown)
-    log = read(lines, shown, host, splunk)
-    log.problems[:0] = problems
-    return log
-
-
 def splunk_events_of_file(path, host: str) -> Iterator[dict]:
-    from .source import open_lines
     lines, _, _ = open_lines(str(path))
     return splunk_events(lines, str(path), host)

@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from typing import Iterable
 
 from .model import LogProblem, SampleLog
+from .source import nonblank
 
 NAME = "mde"
 TABLES = ("DeviceProcessEvents", "DeviceFileEvents")
@@ -178,9 +179,7 @@ def read(lines: Iterable[tuple[int, str]], shown: str, table: str | None = None,
             return _done(reader)
         except RecursionError:
             reader.log.problems.append(LogProblem(shown, number, "JSON nested too deeply"))
-        for number, line in iterator:
-            if not line.strip():
-                continue
+        for number, line in nonblank(iterator):
             try:
                 reader.rows_of(number, json.loads(line))
             except (json.JSONDecodeError, RecursionError) as e:

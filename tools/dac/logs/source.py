@@ -75,6 +75,11 @@ def _utf16_without_bom(head: bytes) -> str | None:
     return None
 
 
+def nonblank(lines: Iterator[tuple[int, str]]) -> Iterator[tuple[int, str]]:
+    """The lines that hold something: blank lines are neither events nor problems in any format."""
+    return ((number, line) for number, line in lines if line.strip())
+
+
 def describe(path: str) -> str:
     return "standard input" if path == "-" else path
 

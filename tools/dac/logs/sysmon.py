@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from typing import Iterable
 
 from .model import LogProblem, SampleLog
+from .source import nonblank
 from .syslog import parse_header
 
 NAME = "sysmon"
@@ -72,9 +73,7 @@ def _utc(value: str) -> float:
 def read(lines: Iterable[tuple[int, str]], shown: str, host: str | None = None) -> SampleLog:
     log = SampleLog(shown, NAME)
     shapes = set()
-    for number, line in lines:
-        if not line.strip():
-            continue
+    for number, line in nonblank(lines):
         try:
             wrapper_host, shape, xml_text = _event_xml(line)
             row = _parse(xml_text)

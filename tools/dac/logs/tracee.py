@@ -15,6 +15,7 @@ import json
 from typing import Iterable
 
 from .model import LogProblem, SampleLog
+from .source import nonblank
 
 NAME = "tracee"
 
@@ -76,9 +77,7 @@ def categories(event_name: str | None, arguments: dict) -> set[str]:
 def read(lines: Iterable[tuple[int, str]], shown: str, host: str | None = None) -> SampleLog:
     log = SampleLog(shown, NAME)
     shapes = set()
-    for number, line in lines:
-        if not line.strip():
-            continue
+    for number, line in nonblank(lines):
         try:
             event = json.loads(line)
             if not isinstance(event, dict) or "eventName" not in event:
