@@ -67,6 +67,7 @@ def test_each_rule_compiles_to_the_targets_its_telemetry_reaches():
     process_creation = {"sentinel", "splunk_auditd", "splunk_sysmon"}  # Defender, auditd execve, Sysmon EID 1
     assert matrix == {
         "ProcMemAccess": file_reads, "ProcMapsEnvironRead": file_reads, "ProcMapsThenMemRead": file_reads,
+        "DebuggerCoreDumpReads": file_reads,
         "MimiPenguin": process_creation, "LaZagne": process_creation, "ProcMemManualDump": process_creation,
         "ProcMapsEnvironManualRead": process_creation, "DebuggerMemoryDump": process_creation,
         "AuditdProcMemOpen": {"splunk_auditd"},
