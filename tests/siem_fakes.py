@@ -8,7 +8,8 @@ create = POST …/saved/searches with `name` (201; 409 when it exists), update =
 …/saved/searches/<name> without `name` (200; 404 when missing), DELETE (200; 404). Boolean
 attributes come back as JSON booleans, as Splunk's JSON output does.
 
-ARM (Microsoft.SecurityInsights alertRules): `api-version` required, Bearer auth or 401, list =
+ARM (Microsoft.SecurityInsights alertRules, and Log Analytics savedSearches for the hunting
+queries, see FakeArm._saved_searches): `api-version` required, Bearer auth or 401, list =
 `{"value": [...], "nextLink": ...}` in pages, GET one (404 when missing), PUT with
 `kind`/`properties` (201 created / 200 updated, a new etag on every write, 409 when the body's etag
 is not the current one), DELETE (200; 204 when missing). Either server can be told to answer the
@@ -235,17 +236,54 @@ class FakeSplunk(_Server):
 
 class FakeArm(_Server):
     API = "/providers/Microsoft.SecurityInsights/alertRules"
+    SAVED = "/savedSearches"
 
     def __init__(self, tls, token: str, page_size: int = 2):
         super().__init__(tls, token)
         self.rules: dict[str, dict[str, dict]] = {}  # workspace path -> id -> resource
+        self.searches: dict[str, dict[str, dict]] = {}  # workspace path -> id -> saved search
         self.page_size = page_size
+
+    def _saved_searches(self, method, path, query, body):
+        """Log Analytics savedSearches (api-version 2020-08-01): the list is one page `{"value": […]}`;
+        PUT needs properties.category/displayName/query, answers 200 with a new etag, and refuses an
+        etag that is not the current one with 409 ("Newer data exists"); DELETE answers 200."""
+        workspace, _, rest = path.partition(self.SAVED)
+        search_id = rest.lstrip("/") or None
+        injected = self._injected(method, search_id or "")
+        if injected:
+            status, extra = injected
+            return status, extra, {"error": {"code": "Injected", "message": f"injected {status}"}}
+        searches = self.searches.setdefault(workspace, {})
+        if method == "GET" and search_id is None:
+            return 200, {}, {"value": [searches[k] for k in sorted(searches)]}
+        if method == "GET":
+            return (200, {}, searches[search_id]) if search_id in searches else (404, {}, {"error": {"code": "NotFound", "message": "not found"}})
+        if method == "PUT":
+            payload = json.loads(body or "{}")
+            props = payload.get("properties")
+            if not isinstance(props, dict) or not all(isinstance(props.get(k), str) for k in ("category", "displayName", "query")):
+                return 400, {}, {"error": {"code": "BadRequest", "message": "properties.category, displayName and query are required"}}
+            existing = searches.get(search_id)
+            if existing and payload.get("etag") not in (None, "*", existing["etag"]):
+                return 409, {}, {"error": {"code": "Conflict", "message": "Newer data exists"}}
+            resource = {"id": f"{workspace}{self.SAVED}/{search_id}", "name": search_id,
+                        "type": "Microsoft.OperationalInsights/savedSearches",
+                        "etag": f"W/\"datetime'{dt.datetime.now(dt.timezone.utc).isoformat()}'\"", "properties": props}
+            searches[search_id] = resource
+            return 200, {}, resource
+        if method == "DELETE":
+            searches.pop(search_id, None)
+            return 200, {}, None
+        return 405, {}, {"error": {"code": "MethodNotAllowed", "message": method}}
 
     def handle(self, method, path, query, body, headers, broken=None):
         if headers.get("Authorization") != f"Bearer {self.token}":
             return 401, {}, {"error": {"code": "AuthenticationFailed", "message": "Authentication failed."}}
         if not query.get("api-version"):
             return 400, {}, {"error": {"code": "MissingApiVersionParameter", "message": "The api-version query parameter is required."}}
+        if self.SAVED in path and self.API not in path and "/providers/Microsoft.OperationalInsights/workspaces/" in path:
+            return self._saved_searches(method, path, query, body)
         if self.API not in path or "/providers/Microsoft.OperationalInsights/workspaces/" not in path:
             return 404, {}, {"error": {"code": "InvalidResourceType", "message": path}}
         workspace, _, rest = path.partition(self.API)

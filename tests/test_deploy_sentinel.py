@@ -64,17 +64,32 @@ def rules_in(arm: FakeArm, workspace: str) -> dict[str, dict]:
     return next((rules for path, rules in arm.rules.items() if path.endswith(f"/workspaces/{workspace}")), {})
 
 
+def searches_in(arm: FakeArm, workspace: str) -> dict[str, dict]:
+    return next((s for path, s in arm.searches.items() if path.endswith(f"/workspaces/{workspace}")), {})
+
+
 def test_plan_apply_idempotent_on_every_workspace(repo, arm, capsys, credential):
     code, text = deploy(capsys)
     assert code == 0 and arm.writes() == []
-    assert text.count("plan: 7 to create") == 2, "6 alert-tier rules on Sentinel + the composed union, per workspace"
+    assert text.count("plan: 8 to create") == 2, "7 alert-tier rules on Sentinel + the composed union, per workspace"
+    assert text.count("2 hunting queries in the repository") == 2 and text.count("plan: 2 to create") == 2
     assert credential.scopes == ["https://management.azure.com/.default"]
 
     code, text = deploy(capsys, "--apply")
-    assert code == 0 and text.count("applied: 7 created, 0 updated, 0 deleted; 0 failed") == 2
+    assert code == 0 and text.count("applied: 8 created, 0 updated, 0 deleted; 0 failed") == 2
+    assert text.count("applied: 2 created, 0 updated, 0 deleted; 0 failed") == 2
     for _, _, ws in WORKSPACES:
         rules = rules_in(arm, ws)
-        assert len(rules) == 7
+        assert len(rules) == 8
+        searches = searches_in(arm, ws)
+        assert len(searches) == 2, "the two hunting-tier rules, as Sentinel hunting queries"
+        for resource in searches.values():
+            props = resource["properties"]
+            tags = {t["name"]: t["value"] for t in props["tags"]}
+            assert props["category"] == "Hunting Queries" and props["query"].startswith("Device")
+            assert tags["tactics"] == "CredentialAccess" and tags["techniques"] == "T1003.007"
+            assert re.search(r"Managed by dac from sigma rule \S+ \(target sentinel\); hunting tier\.\ndac-hash: [0-9a-f]{16}$",
+                             tags["description"])
         for resource in rules.values():
             props = resource["properties"]
             assert props["queryFrequency"].startswith("PT") and props["severity"] in ("Low", "Medium", "High")
@@ -85,7 +100,7 @@ def test_plan_apply_idempotent_on_every_workspace(repo, arm, capsys, credential)
 
     writes = len(arm.writes())
     code, text = deploy(capsys, "--apply")
-    assert code == 0 and text.count("7 unchanged") == 2 and len(arm.writes()) == writes
+    assert code == 0 and text.count("8 unchanged") == 2 and text.count("2 unchanged") == 2 and len(arm.writes()) == writes
 
 
 def test_drift_update_with_etag_and_prune(repo, arm, capsys):
@@ -107,20 +122,21 @@ def test_drift_update_with_etag_and_prune(repo, arm, capsys):
     assert code == 0 and text.count("1 orphaned (kept; --prune deletes)") == 2
     code, text = deploy(capsys, "--apply", "--prune")
     assert code == 0 and text.count("1 deleted") == 2
-    assert all(len(rules_in(arm, ws)) == 6 for _, _, ws in WORKSPACES)
+    assert all(len(rules_in(arm, ws)) == 7 for _, _, ws in WORKSPACES)
 
 
 def test_retries_conflicts_and_partial_failure(repo, arm, capsys, waits):
     code, text = deploy(capsys)
-    first, second = sorted(set(re.findall(r"\+ create\s+(\S+)", text)))[:2]
+    analytics_plan = text.split("hunting queries in the repository")[0]         # law-a's analytics rules
+    first, second = sorted(set(re.findall(r"\+ create\s+(\S+)", analytics_plan)))[:2]
     arm.fail("PUT", first, (429, "3"))                    # throttled once, then fine
     arm.fail("PUT", second, (409, None))                  # conflict: not retried, reported
     code, text = deploy(capsys, "--apply")
     assert code == 1
     assert waits == [3.0]
     assert f"FAILED {second}: create failed: HTTP 409" in text
-    assert "6 created, 0 updated, 0 deleted; 1 failed (not changed)" in text
-    assert "7 created, 0 updated, 0 deleted; 0 failed" in text                 # the other workspace
+    assert "7 created, 0 updated, 0 deleted; 1 failed (not changed)" in text
+    assert "8 created, 0 updated, 0 deleted; 0 failed" in text                 # the other workspace
     assert first in rules_in(arm, "law-a") and second not in rules_in(arm, "law-a")
 
 
@@ -159,3 +175,46 @@ def test_tls_is_verified(repo, arm, tls, capsys):
     assert code == 1 and "TLS verification failed" in text and arm.writes() == []
     code, text = deploy(capsys, "--apply", "--insecure")
     assert code == 0
+
+
+def test_hunting_queries_drift_conflict_and_prune(repo, arm, capsys):
+    # a hunting-tier rule is a Sentinel hunting query (a savedSearch), kept in step like an analytic
+    assert deploy(capsys, "--apply")[0] == 0
+    searches = searches_in(arm, "law-a")
+    search_id, resource = next(iter(sorted(searches.items())))
+    resource["properties"]["query"] += "\n| take 10"                          # edited in the portal
+    resource["etag"] = "W/\"datetime'2026-12-01T00:00:00Z'\""
+    foreign_id = "3f2c9a1e-0000-4000-8000-000000000001"
+    workspace_path = next(p for p in arm.searches if p.endswith("/workspaces/law-a"))
+    arm.searches[workspace_path][foreign_id] = {"id": foreign_id, "name": foreign_id, "etag": "W/\"x\"", "properties": {
+        "category": "Hunting Queries", "displayName": "SOC's own hunt", "query": "DeviceFileEvents | take 1",
+        "tags": [{"name": "description", "value": "written by the SOC"}]}}
+    code, text = deploy(capsys)
+    line = next(l for l in text.splitlines() if search_id in l and "update" in l)
+    assert "drift" in line and "+ query" in text.replace("(repository)", "")
+    assert foreign_id not in text, "a saved search without dac's marker is not dac's: not listed for deletion"
+    assert deploy(capsys, "--apply")[0] == 0
+    assert "| take 10" not in searches_in(arm, "law-a")[search_id]["properties"]["query"]
+    assert searches_in(arm, "law-a")[foreign_id]["properties"]["displayName"] == "SOC's own hunt"
+
+    (repo.rules / "linux/file_access/file_access_lnx_proc_maps_environ_read.yml").unlink()
+    assert run_dac("convert") == 0
+    capsys.readouterr()
+    code, text = deploy(capsys, "--apply", "--prune")
+    assert code == 0 and text.count("applied: 0 created, 0 updated, 1 deleted") == 2
+    left = searches_in(arm, "law-a")
+    assert len(left) == 2 and foreign_id in left, "one hunting query pruned, the SOC's own kept"
+    assert len(searches_in(arm, "law-b")) == 1
+
+
+def test_a_hunting_query_without_dacs_marker_is_a_conflict(repo, arm, capsys):
+    code, text = deploy(capsys)
+    hunting_plan = text.split("hunting queries in the repository")[1]
+    taken = re.findall(r"\+ create\s+(\S+)", hunting_plan)[0]
+    workspace_path = "/subscriptions/11111111-1111-1111-1111-111111111111/resourceGroups/rg-a/providers/" \
+                     "Microsoft.OperationalInsights/workspaces/law-a"
+    arm.searches[workspace_path] = {taken: {"id": taken, "name": taken, "etag": "W/\"x\"", "properties": {
+        "category": "Hunting Queries", "displayName": "same id, not ours", "query": "DeviceFileEvents"}}}
+    code, text = deploy(capsys, "--apply")
+    assert code == 1 and f"FAILED {taken}: exists in the SIEM without dac's ownership marker; not touched" in text
+    assert arm.searches[workspace_path][taken]["properties"]["displayName"] == "same id, not ours"

@@ -113,10 +113,13 @@ def deploy_sentinel(layout: Layout, apply: bool, prune: bool, config_file: str, 
                     redact: Redactor, out: Callable[[str], None] = print, warn: Callable[[str], None] = _stderr,
                     sleep=None, policy: RetryPolicy = RetryPolicy(), credential=None) -> bool:
     from . import deploy_sentinel as dsn
-    from .sentinel_analytics import API_VERSION, alert_rules, load_analytics_config, parse_owner
+    from . import deploy_sentinel_hunting as dsh
+    from .sentinel_analytics import API_VERSION, alert_rules, hunting_documents, load_analytics_config, parse_owner
     queries, config = _compiled(layout)
     settings = dsn.load_sentinel_config(layout.root, config_file, transport)
-    rules = alert_rules(queries, load_analytics_config(layout), config)
+    analytics = load_analytics_config(layout)
+    rules = alert_rules(queries, analytics, config)
+    hunting = dsh.desired_objects([(stem, arm) for stem, _, arm in hunting_documents(queries, analytics)])
     too_long = [r for r in rules if len(r.arm_properties.get("query", "")) > SENTINEL_QUERY_LIMIT]
     if too_long:
         raise DeployError("cannot deploy: " + "; ".join(
@@ -128,14 +131,22 @@ def deploy_sentinel(layout: Layout, apply: bool, prune: bool, config_file: str, 
     redact.add(token)
     ok = True
     for ws in settings["workspaces"]:
-        title = (f"plan for Sentinel workspace {ws['workspace']} (subscription {ws['subscription_id']}, "
-                 f"resource group {ws['resource_group']}; {len(desired)} analytics rules in the repository):")
+        where = (f"Sentinel workspace {ws['workspace']} (subscription {ws['subscription_id']}, "
+                 f"resource group {ws['resource_group']}")
         try:
             client = dsn.SentinelClient(settings, ws, token, API_VERSION, transport, policy, sleep, warn)
-            ok = _run(title, client, desired, dsn.normalize, lambda d: parse_owner(d) is not None, apply, prune,
-                      redact, out) and ok
+            ok = _run(f"plan for {where}; {len(desired)} analytics rules in the repository):", client, desired,
+                      dsn.normalize, lambda d: parse_owner(d) is not None, apply, prune, redact, out) and ok
         except DeployError as e:
             # this workspace is unreachable or refused us: report it and go on with the others
             out(f"error: workspace {ws['workspace']}: {redact(str(e))}; nothing was changed there")
+            ok = False
+            continue
+        try:
+            searches = dsh.SavedSearchClient(settings, ws, token, dsh.API_VERSION, transport, policy, sleep, warn)
+            ok = _run(f"plan for {where}; {len(hunting)} hunting queries in the repository):", searches, hunting,
+                      dsn.normalize, dsh.is_owned, apply, prune, redact, out) and ok
+        except DeployError as e:
+            out(f"error: workspace {ws['workspace']}: hunting queries: {redact(str(e))}; no hunting query was changed there")
             ok = False
     return ok

@@ -84,6 +84,11 @@ def arm_token(credential, scope: str = ARM_SCOPE) -> str:
 
 
 class SentinelClient:
+    """One workspace's Sentinel analytics rules (alertRules); SavedSearchClient (hunting queries)
+    reuses the transport, paging and checks with another collection and body shape."""
+    COLLECTION = "/providers/Microsoft.SecurityInsights/alertRules"
+    WHAT = "alertRules"
+
     def __init__(self, config: dict, workspace: dict, token: str, api_version: str,
                  transport: TransportOptions = TransportOptions(), policy: RetryPolicy = RetryPolicy(),
                  sleep: Callable[[float], None] | None = None, warn: Callable[[str], None] = print):
@@ -92,8 +97,7 @@ class SentinelClient:
         self.endpoint = config.get("arm_endpoint", DEFAULT_ARM).rstrip("/")
         check_cleartext(self.endpoint, transport, "sentinel", warn)
         self.base = (f"{self.endpoint}/subscriptions/{workspace['subscription_id']}/resourceGroups/{workspace['resource_group']}"
-                     f"/providers/Microsoft.OperationalInsights/workspaces/{workspace['workspace']}"
-                     f"/providers/Microsoft.SecurityInsights/alertRules")
+                     f"/providers/Microsoft.OperationalInsights/workspaces/{workspace['workspace']}{self.COLLECTION}")
         self.api_version = api_version
         self.session = requests.Session()
         self.session.headers.update({"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
@@ -112,10 +116,10 @@ class SentinelClient:
             if response.status_code >= 400:
                 raise HttpFailure(response.status_code, _arm_message(response), response.headers.get("Retry-After"))
             if not 200 <= response.status_code <= 299:
-                raise DeployError(f"{method} alertRules: unexpected HTTP {response.status_code}")
+                raise DeployError(f"{method} {self.WHAT}: unexpected HTTP {response.status_code}")
             if method != "GET":
                 return None
-            return json_document(response.content, response.headers.get("Content-Type", ""), "GET alertRules")
+            return json_document(response.content, response.headers.get("Content-Type", ""), f"GET {self.WHAT}")
         try:
             return with_retries(once, self.policy, self.sleep)
         except self.requests.exceptions.SSLError as e:
@@ -132,32 +136,37 @@ class SentinelClient:
         live, url, params, seen = [], self.base, {"api-version": self.api_version}, set()
         while url:
             if url in seen or len(seen) >= MAX_PAGES:
-                raise DeployError("the alertRules list's nextLink chain does not end (it loops)")
+                raise DeployError(f"the {self.WHAT} list's nextLink chain does not end (it loops)")
             seen.add(url)
             data = self._call("GET", url, params=params)
             items, next_link = data.get("value"), data.get("nextLink")
             if not isinstance(items, list):
-                raise DeployError("the alertRules list answer has no `value` list: not an ARM list")
+                raise DeployError(f"the {self.WHAT} list answer has no `value` list: not an ARM list")
             if next_link is not None and (not isinstance(next_link, str) or not same_origin(next_link, self.endpoint)):
-                raise DeployError("the alertRules list's nextLink points to another server: refused (the token would go there)")
+                raise DeployError(f"the {self.WHAT} list's nextLink points to another server: refused (the token would go there)")
             for item in items:
                 if not isinstance(item, dict) or not isinstance(item.get("name"), str) \
                         or not isinstance(item.get("properties"), dict):
-                    raise DeployError("the alertRules list answer has an item without a name and properties")
-                props = item["properties"]
-                live.append(LiveObject(item["name"], props, is_owned(str(props.get("description") or "")), item.get("etag")))
+                    raise DeployError(f"the {self.WHAT} list answer has an item without a name and properties")
+                live.append(self.live_object(item, is_owned))
             url, params = next_link, None       # nextLink already carries the query
         names = [o.key for o in live]
         if len(set(names)) != len(names):
-            raise DeployError("the alertRules list names a rule twice (paging shifted while reading?); run again")
+            raise DeployError(f"the {self.WHAT} list names an object twice (paging shifted while reading?); run again")
         return live
 
+    def live_object(self, item: dict, is_owned: Callable[[str], bool]) -> LiveObject:
+        props = item["properties"]
+        return LiveObject(item["name"], props, is_owned(str(props.get("description") or "")), item.get("etag"))
+
+    def body(self, desired: DesiredObject) -> dict:
+        return {"kind": "Scheduled", "properties": desired.attributes}
+
     def create(self, desired: DesiredObject) -> None:
-        self._call("PUT", f"{self.base}/{desired.key}", {"kind": "Scheduled", "properties": desired.attributes},
-                   {"api-version": self.api_version})
+        self._call("PUT", f"{self.base}/{desired.key}", self.body(desired), {"api-version": self.api_version})
 
     def update(self, desired: DesiredObject, live: LiveObject) -> None:
-        body = {"kind": "Scheduled", "properties": desired.attributes}
+        body = self.body(desired)
         if live.etag:
             body["etag"] = live.etag
         self._call("PUT", f"{self.base}/{desired.key}", body, {"api-version": self.api_version})

@@ -628,12 +628,18 @@ def build_sentinel_files(queries: list[Query], config: dict, layout: Layout) -> 
         files[f"{ANALYTICS_DIR}/{rule.file_stem}.yaml"] = template_yaml(rule.yaml_doc)
         files[f"{ARM_DIR}/{rule.file_stem}.json"] = json.dumps(arm_template(rule), indent=2, ensure_ascii=False) + "\n"
     files[LOCK_FILE] = version_lock(rules)
-    connectors = _Config(analytics).connectors
-    for stem, doc, arm in hunting_queries(queries, _tags, _rule_description,
-                                          lambda text: _required_connectors(_tables(text, connectors), connectors)):
+    for stem, doc, arm in hunting_documents(queries, analytics):
         files[f"{HUNTING_DIR}/{stem}.yaml"] = template_yaml(doc)
         files[f"{ARM_DIR}/hunting_{stem}.json"] = dumps_arm(arm)
     return dict(sorted(files.items()))
+
+
+def hunting_documents(queries: list[Query], analytics: dict) -> list[tuple[str, dict, dict]]:
+    """(file stem, hunting-query YAML document, ARM template) per hunting-tier Sentinel query;
+    `dac deploy sentinel` deploys the ARM templates' saved searches."""
+    connectors = _Config(analytics).connectors
+    return hunting_queries(queries, _tags, _rule_description,
+                           lambda text: _required_connectors(_tables(text, connectors), connectors))
 
 
 # ---------------------------------------------------------------- checks shared with tests and validation

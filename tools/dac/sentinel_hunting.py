@@ -14,6 +14,7 @@ Ids are stable uuid5 values of (Sigma rule id, target), like the analytics' ids.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 
 from .convert import Query
@@ -23,6 +24,18 @@ HUNTING_DIR = "sentinel/hunting"
 SAVED_SEARCH_TYPE = "Microsoft.OperationalInsights/workspaces/savedSearches"
 SAVED_SEARCH_API = "2020-08-01"
 _NAMESPACE = uuid.UUID("0b8f6b1e-5d1c-4c0e-9a52-9f1d2c3b4a50")
+MARKER = "Managed by dac from sigma rule {rule_id} (target {target}); hunting tier."
+# the marker ends the description; `dac-<word>: <value>` lines after it (dac deploy's hash) do not count
+_MARKER_RE = re.compile(r"Managed by dac from sigma rule (\S+) \(target (\S+)\); hunting tier\.$")
+_STAMP_LINES = re.compile(r"(\n\s*dac-[a-z]+: [^\n]*)+\s*$")
+
+
+def parse_owner(description: str | None) -> tuple[str, str] | None:
+    """(rule id, target) when a saved search's description ends with dac's hunting marker."""
+    if not description:
+        return None
+    match = _MARKER_RE.search(_STAMP_LINES.sub("", description).rstrip())
+    return (match.group(1), match.group(2)) if match else None
 
 
 def hunting_query_id(rule_id: str, target: str) -> str:
@@ -39,7 +52,7 @@ def hunting_queries(queries: list[Query], tags, description, connectors) -> list
         rule = q.rule.rule
         tactics, techniques = tags(rule.tags)
         qid = hunting_query_id(str(rule.id), q.target.name)
-        text = description(rule) + f"\nManaged by dac from sigma rule {rule.id} (target {q.target.name}); hunting tier."
+        text = description(rule) + "\n" + MARKER.format(rule_id=rule.id, target=q.target.name)
         doc = {"id": qid, "name": str(rule.title), "description": text, "requiredDataConnectors": connectors(q.text),
                "tactics": tactics, "relevantTechniques": techniques, "query": q.text.strip() + "\n",
                "version": "1.0.0", "kind": "Hunting"}
