@@ -126,17 +126,21 @@ def test_every_analytic_alerts_once_per_event_over_consecutive_runs(analytics, r
 
 
 def test_correlation_alerts_once_per_labelled_sequence(analytics, rows, labels):
+    from dac.sentinel_analytics import parse_owner
     _, rules = analytics
-    rule = next(r for r in rules if r.file_stem.startswith("correlation_"))
-    doc = rule.yaml_doc
-    runs = _scheduled_runs(_engine(), doc["query"], doc["queryFrequency"], doc["queryPeriod"], rows)
-    # one alert per sequence: a target dumped at two different times is two sequences
-    sequences = Counter((str(r["Computer"]), str(r["TargetProcessId"]), str(r["FirstTime"])) for run in runs for r in run)
-    assert all(c == 1 for c in sequences.values()), sequences
-    groups = Counter((c, t) for c, t, _ in sequences)
-    expected = {(str(g["Computer"]), str(g["TargetProcessId"]))
-                for data in labels.values() for groups_ in (data.get("correlations") or {}).values() for g in groups_}
-    assert set(groups) == expected
+    correlations = [r for r in rules if r.file_stem.startswith("correlation_")]
+    assert len(correlations) >= 2
+    for rule in correlations:
+        doc = rule.yaml_doc
+        sigma_id = parse_owner(doc["description"])[0]
+        runs = _scheduled_runs(_engine(), doc["query"], doc["queryFrequency"], doc["queryPeriod"], rows)
+        # one alert per sequence: a target dumped at two different times is two sequences
+        sequences = Counter((str(r["Computer"]), str(r["TargetProcessId"]), str(r["FirstTime"])) for run in runs for r in run)
+        assert all(c == 1 for c in sequences.values()), (rule.file_stem, sequences)
+        groups = Counter((c, t) for c, t, _ in sequences)
+        expected = {(str(g["Computer"]), str(g["TargetProcessId"]))
+                    for data in labels.values() for g in (data.get("correlations") or {}).get(sigma_id, [])}
+        assert expected and set(groups) == expected, rule.file_stem
 
 
 def test_without_the_ingestion_filter_the_overlap_alerts_twice(analytics, rows):
