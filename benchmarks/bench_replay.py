@@ -56,7 +56,7 @@ def audit_lines(n_records: int, seed: int = 11):
     """Raw audit.log lines, one event = records sharing a serial: opens are SYSCALL + PATH +
     PROCTITLE, executions SYSCALL + EXECVE + PROCTITLE. A few percent are malicious: a process that
     reads /proc/<pid>/maps and then /proc/<pid>/mem of the same target (MimiPenguin's pattern, which
-    the correlation rule looks for), or a dumping command line."""
+    the correlation rule looks for), gdb reading smaps then mem as gcore does, or a dumping command line."""
     rnd = random.Random(seed)
     serial = 1000
     produced = 0
@@ -84,6 +84,10 @@ def audit_lines(n_records: int, seed: int = 11):
         if rnd.random() < 0.34:                                 # a process starts
             exe, cmd = rnd.choice(BAD_CMDS if malicious else BENIGN_CMDS)
             lines = event("59", pid, exe, cmd.format(pid=target), None)
+        elif malicious and rnd.random() < 0.25:                 # gcore's gdb: smaps, then mem (O_RDWR)
+            title = f"/usr/bin/gdb --batch -x /tmp/gcore.gdb -p {target}"
+            lines = (event("257", pid, "/usr/bin/gdb", title, f"/proc/{target}/smaps")
+                     + event("257", pid, "/usr/bin/gdb", title, f"/proc/{target}/mem", flags="80002"))
         elif malicious:                                         # maps, then mem of the same target
             lines = (event("257", pid, "/usr/bin/python3", "python3 mimipenguin.py", f"/proc/{target}/maps")
                      + event("257", pid, "/usr/bin/python3", "python3 mimipenguin.py", f"/proc/{target}/mem"))
