@@ -64,7 +64,8 @@ def test_each_rule_compiles_to_the_targets_its_telemetry_reaches():
     for entry in manifest["artifacts"]:
         matrix.setdefault(entry["rule_name"], set()).add(entry["target"])
     file_reads = {"sentinel", "splunk_auditd", "splunk_tracee"}        # Defender, auditd, Tracee security_file_open
-    process_creation = {"sentinel", "splunk_auditd", "splunk_sysmon"}  # Defender, auditd execve, Sysmon EID 1
+    # Defender, auditd execve, Sysmon EID 1, Tracee sched_process_exec
+    process_creation = {"sentinel", "splunk_auditd", "splunk_sysmon", "splunk_tracee"}
     assert matrix == {
         "ProcMemAccess": file_reads, "ProcMapsEnvironRead": file_reads, "ProcMapsThenMemRead": file_reads,
         "DebuggerCoreDumpReads": file_reads,
@@ -135,7 +136,7 @@ def test_hunting_query_is_the_seed_shape_generated_from_rules():
     assert kql.count('Detection = "') == 7
     spl = (REPO / "conversions/hunting/t1003_007_hunting.splunk.spl").read_text()
     assert spl.startswith("index=linux earliest=-24h latest=now sourcetype IN (\"linux_audit\", \"linux:audit\")")
-    assert spl.count("| append [ search index=linux earliest=-24h latest=now ") == 15   # 16 rule x target branches
+    assert spl.count("| append [ search index=linux earliest=-24h latest=now ") == 20   # 21 rule x target branches
     assert spl.endswith("| table _time host detection target user path process command_line\n| sort 0 - _time\n")
 
 

@@ -45,11 +45,11 @@ def test_plan_apply_and_a_second_apply_changes_nothing(repo, splunk, capsys):
     code, text = deploy(capsys)
     assert code == 0
     planned = re.findall(r"\+ create\s+(dac-\S+)", text)
-    assert len(planned) == 21 and "dac-hunting-t1003_007_hunting" in planned
+    assert len(planned) == 26 and "dac-hunting-t1003_007_hunting" in planned
     assert splunk.writes() == [], "a plan writes nothing"
 
     code, text = deploy(capsys, "--apply")
-    assert code == 0 and "applied: 21 created, 0 updated, 0 deleted; 0 failed" in text
+    assert code == 0 and "applied: 26 created, 0 updated, 0 deleted; 0 failed" in text
     searches = managed(splunk)
     assert sorted(searches) == sorted(planned)
     one = searches["dac-18885d11-ba42-4352-9336-aada43826561-splunk_auditd"]
@@ -61,7 +61,7 @@ def test_plan_apply_and_a_second_apply_changes_nothing(repo, splunk, capsys):
 
     writes = len(splunk.writes())
     code, text = deploy(capsys)
-    assert code == 0 and "plan: 0 to create, 0 to update (0 drifted), 21 unchanged" in text
+    assert code == 0 and "plan: 0 to create, 0 to update (0 drifted), 26 unchanged" in text
     code, text = deploy(capsys, "--apply")
     assert code == 0 and len(splunk.writes()) == writes, "a second apply changes nothing"
 
@@ -78,7 +78,7 @@ def test_a_changed_rule_is_an_update_with_its_diff(repo, splunk, capsys):
     assert "- alert.severity: 5" in text and "+ alert.severity: 6" in text
     assert "drift" not in text.split("plan:")[0]
     code, text = deploy(capsys, "--apply")
-    assert code == 0 and "0 created, 2 updated" in text
+    assert code == 0 and "0 created, 3 updated" in text
     name = next(n for n in managed(splunk) if n.startswith("dac-242d39f0") and n.endswith("splunk_sysmon"))
     assert managed(splunk)[name]["alert.severity"] == "6"
 
@@ -103,10 +103,10 @@ def test_a_removed_rule_is_kept_until_prune(repo, splunk, capsys):
     assert run_dac("convert") == 0
     capsys.readouterr()
     code, text = deploy(capsys, "--apply")
-    assert code == 0 and "2 orphaned (kept; --prune deletes)" in text
-    assert sum(n.startswith("dac-242d39f0") for n in managed(splunk)) == 2
+    assert code == 0 and "3 orphaned (kept; --prune deletes)" in text
+    assert sum(n.startswith("dac-242d39f0") for n in managed(splunk)) == 3
     code, text = deploy(capsys, "--apply", "--prune")
-    assert code == 0 and "0 created, 0 updated, 2 deleted" in text
+    assert code == 0 and "0 created, 0 updated, 3 deleted" in text
     assert not any(n.startswith("dac-242d39f0") for n in managed(splunk))
 
 
@@ -122,7 +122,7 @@ def test_objects_dac_does_not_own_are_never_touched(repo, splunk, capsys):
     assert splunk.searches["dac-18885d11-ba42-4352-9336-aada43826561-splunk_auditd"]["content"]["search"] == "index=x"
     assert "dac-elsewhere" in splunk.searches, "a search in another app is not this app's to prune"
     assert "SOC - failed logins" not in text
-    assert "20 created" in text and "1 failed" in text
+    assert "25 created" in text and "1 failed" in text
 
 
 def test_429_and_5xx_are_retried_with_retry_after(repo, splunk, capsys, waits):
@@ -130,7 +130,7 @@ def test_429_and_5xx_are_retried_with_retry_after(repo, splunk, capsys, waits):
     splunk.fail("POST", "", (429, "7"), (503, None))      # the create call: POST …/saved/searches
     splunk.fail("GET", "", (500, None))
     code, text = deploy(capsys, "--apply")
-    assert code == 0 and "21 created" in text and name in managed(splunk)
+    assert code == 0 and "26 created" in text and name in managed(splunk)
     assert waits == [1.0, 7.0, 2.0]                         # backoff 1 s, then Retry-After 7, then backoff 2 s
 
 
@@ -146,7 +146,7 @@ def test_a_failure_on_one_object_does_not_stop_the_others(repo, splunk, capsys, 
     code, text = deploy(capsys, "--apply")
     assert code == 1
     assert f"FAILED {broken}: update failed: HTTP 500" in text
-    assert "0 created, 3 updated, 0 deleted; 1 failed (not changed)" in text
+    assert "0 created, 5 updated, 0 deleted; 1 failed (not changed)" in text
     assert len(waits) == 4                                  # 5 attempts, 4 waits, capped backoff
     assert managed(splunk)[broken]["alert.severity"] == "5"
 
@@ -185,7 +185,7 @@ def test_tls_is_verified_unless_explicitly_disabled(repo, splunk, capsys):
     code, text = deploy(capsys, "--apply")
     assert code == 1 and "CERTIFICATE_VERIFY_FAILED" in text and splunk.writes() == []
     code, text = deploy(capsys, "--apply", "--insecure")
-    assert code == 0 and "21 created" in text
+    assert code == 0 and "26 created" in text
 
 
 def test_a_wrong_token_is_a_clear_failure(repo, splunk, capsys, monkeypatch):
@@ -206,4 +206,4 @@ def test_an_object_deleted_between_plan_and_apply_is_reported_not_retried(repo, 
     code, text = deploy(capsys, "--apply")
     assert code == 1 and f"FAILED {gone}: update failed: HTTP 404" in text
     assert waits == [], "a 404 is not retried"
-    assert "0 created, 1 updated, 0 deleted; 1 failed (not changed)" in text
+    assert "0 created, 2 updated, 0 deleted; 1 failed (not changed)" in text

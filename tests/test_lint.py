@@ -107,7 +107,7 @@ def test_project_checks_unmapped_field_and_unknown_logsource(sandbox):
     findings = lint_rules(sandbox, load_rules(sandbox))
     unmapped = [f for f in findings if f.validator == "dac_unmapped_field"]
     assert {(f.path, f.line, f.severity) for f in unmapped} == {(RULE_PATH, lines.index("detection:") + 1, "error")}
-    assert {f.message.split("target ")[1].split(" ")[0] for f in unmapped} == {"sentinel", "splunk_auditd", "splunk_sysmon"}
+    assert {f.message.split("target ")[1].split(" ")[0] for f in unmapped} == {"sentinel", "splunk_auditd", "splunk_sysmon", "splunk_tracee"}
     assert "field 'Hostname' is not mapped" in unmapped[0].message
     unsupported = [f for f in findings if f.validator == "dac_unsupported_logsource"]
     assert [(f.path, f.line, f.severity) for f in unsupported] == [(plan9, lines.index("logsource:") + 1, "error")]

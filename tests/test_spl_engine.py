@@ -88,6 +88,12 @@ def test_eval_functions_and_rex():
     ]
 
 
+def test_mvjoin_joins_every_value_and_keeps_null():
+    # Tracee's argv arrives as the multivalue field args{}.value{}; the command line is its values joined
+    rows = run_spl('index=linux id IN ("1", "4") | eval j=mvjoin(img, " "), none=mvjoin(nothing, " ") | table id j none', EVENTS, NOW)
+    assert rows == [{"id": "1", "j": "/usr/bin/sudo"}, {"id": "4", "j": "/bin/ls /lib/ld.so"}]
+
+
 def test_eval_does_not_change_the_index():
     run_spl('index=linux | eval cmd="x"', EVENTS, NOW)
     assert EVENTS[0]["cmd"] == "sudo -i"

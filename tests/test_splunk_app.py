@@ -137,7 +137,8 @@ def test_renaming_a_rule_keeps_its_stanza(app_sandbox):
     assert set(after) == set(before)
     renamed = [n for n in after if n.startswith("dac-fa334ad3-0d80-4ce5-b92d-696792e9dab8-")]
     assert sorted(renamed) == ["dac-fa334ad3-0d80-4ce5-b92d-696792e9dab8-splunk_auditd",
-                               "dac-fa334ad3-0d80-4ce5-b92d-696792e9dab8-splunk_sysmon"]
+                               "dac-fa334ad3-0d80-4ce5-b92d-696792e9dab8-splunk_sysmon",
+                               "dac-fa334ad3-0d80-4ce5-b92d-696792e9dab8-splunk_tracee"]
     for name in renamed:
         assert after[name].attributes["description"].startswith("MimiPenguin Renamed\n")
     # the app on disk is now stale, and packaging refuses it until `dac convert` rewrites it

@@ -8,7 +8,7 @@ writes, for every step, what each sensor would record:
 - auditd (raw audit.log): execve as SYSCALL + EXECVE + CWD + PATH + PROCTITLE, opens as
   SYSCALL + CWD + PATH + PROCTITLE (PROCTITLE cut at 128 bytes, untrusted strings hex-encoded);
 - Sysmon for Linux (syslog lines, no xmlns): Event ID 1 for each exec (it logs no file reads);
-- Tracee default JSON (integer flags): security_file_open for each open (execs are not used);
+- Tracee default JSON (integer flags): security_file_open for each open, sched_process_exec for each exec;
 - Defender XDR rows: DeviceProcessEvents for execs, DeviceFileEvents (`FileRead`) for opens.
 
 Labels: every event gets the entry's truth (T1003.007, malicious-context or benign); `fires`
@@ -207,6 +207,38 @@ class Renderer:
         self.tracee.append(json.dumps(event, separators=(",", ":")))
         return str(len(self.tracee))
 
+    def tracee_exec(self, when: float, host: str, step: dict) -> str:
+        """sched_process_exec (Tracee's exec event), in the argument order of Tracee's event
+        definition (docs/docs/events/builtin/extra/sched_process_exec.md): argv is an array."""
+        ns = int(round(when * 1e9))
+        exe = step["exe"]
+        inode = int(hashlib.sha1(exe.encode()).hexdigest()[:6], 16)
+        event = {"timestamp": ns, "threadStartTime": ns - 1000000, "processorId": 1, "processId": step["pid"], "cgroupId": 5127,
+                 "threadId": step["pid"], "parentProcessId": step["ppid"], "hostProcessId": step["pid"], "hostThreadId": step["pid"],
+                 "hostParentProcessId": step["ppid"], "userId": int(step.get("euid", step.get("uid", 0))),
+                 "mountNamespace": 4026531841, "pidNamespace": 4026531836, "processName": Path(exe).name[:15],
+                 "executable": {"path": exe}, "hostName": host, "containerId": "", "container": {},
+                 "kubernetes": {}, "eventId": "715", "eventName": "sched_process_exec", "matchedPolicies": ["t1003-007"],
+                 "argsNum": 15, "returnValue": 0, "syscall": "execve", "stackAddresses": [0],
+                 "contextFlags": {"containerStarted": False, "isCompat": False},
+                 "args": [{"name": "cmdpath", "type": "const char*", "value": exe},
+                          {"name": "pathname", "type": "const char*", "value": exe},
+                          {"name": "dev", "type": "dev_t", "value": 2050},
+                          {"name": "inode", "type": "unsigned long", "value": inode},
+                          {"name": "ctime", "type": "unsigned long", "value": 1790000000000000000},
+                          {"name": "inode_mode", "type": "umode_t", "value": 33261},
+                          {"name": "interpreter_pathname", "type": "const char*", "value": "/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"},
+                          {"name": "interpreter_dev", "type": "dev_t", "value": 2050},
+                          {"name": "interpreter_inode", "type": "unsigned long", "value": 1311234},
+                          {"name": "interpreter_ctime", "type": "unsigned long", "value": 1790000000000000000},
+                          {"name": "argv", "type": "const char**", "value": [str(a) for a in step["argv"]]},
+                          {"name": "interp", "type": "const char*", "value": exe},
+                          {"name": "stdin_type", "type": "string", "value": "S_IFCHR"},
+                          {"name": "stdin_path", "type": "char*", "value": "/dev/pts/0"},
+                          {"name": "invoked_from_kernel", "type": "int", "value": 0}]}
+        self.tracee.append(json.dumps(event, separators=(",", ":")))
+        return str(len(self.tracee))
+
     # ------------------------------------------------------------------ Defender XDR
     def _mde_base(self, table: str, when: float, host: str) -> dict:
         row = dict.fromkeys(_columns(table))
@@ -273,6 +305,7 @@ class Renderer:
                 if kind == "exec":
                     self._label("audit", f"{host}:{self.audit_exec(when, step, entry)}", entry, what, truth)
                     self._label("sysmon", self.sysmon_exec(when, host, step), entry, what, truth)
+                    self._label("tracee", self.tracee_exec(when, host, step), entry, what, truth)
                     self._label("proc", self.mde_exec(when, host, step), entry, what, truth)
                 elif kind == "open":
                     self._label("audit", f"{host}:{self.audit_open(when, step, entry)}", entry, what, truth)

@@ -11,7 +11,7 @@ a pass). Supported:
 - commands: search, where, eval, rex field=, regex, stats, streamstats, sort, append [subsearch],
   table, fields, head, dedup;
 - eval functions: if case coalesce null isnull isnotnull match replace urldecode mvindex mvfind
-  mvcount lower upper len tostring tonumber substr like true false.
+  mvjoin mvcount lower upper len tostring tonumber substr like true false.
 
 Splunk semantics kept on purpose: every event of the index is its own event (auditd SYSCALL and
 PATH records are separate until the search joins them), field values are strings, comparisons are
@@ -247,6 +247,7 @@ _FUNCTIONS: dict[str, Callable] = {
     "urldecode": _fn_urldecode,
     "mvindex": _fn_mvindex,
     "mvfind": _fn_mvfind,
+    "mvjoin": lambda mv, sep: None if mv is None else text_value(_first(sep)).join(text_value(x) for x in _values(mv)),
     "mvcount": lambda v: None if v is None else len(_values(v)),
     "lower": lambda v: None if v is None else _mv([text_value(x).lower() for x in _values(v)]),
     "upper": lambda v: None if v is None else _mv([text_value(x).upper() for x in _values(v)]),

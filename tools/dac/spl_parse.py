@@ -249,7 +249,7 @@ COMPARISONS = ("=", "==", "!=", "<", "<=", ">", ">=")
 FUNCTIONS: dict[str, tuple[int, ...] | None] = {
     "if": (3,), "case": None, "coalesce": None, "null": (0,), "true": (0,), "false": (0,),
     "isnull": (1,), "isnotnull": (1,), "match": (2,), "replace": (3,), "urldecode": (1,),
-    "mvindex": (2, 3), "mvfind": (2,), "mvcount": (1,), "lower": (1,), "upper": (1,), "len": (1,),
+    "mvindex": (2, 3), "mvfind": (2,), "mvjoin": (2,), "mvcount": (1,), "lower": (1,), "upper": (1,), "len": (1,),
     "tostring": (1,), "tonumber": (1, 2), "substr": (2, 3), "like": (2,),
 }
 

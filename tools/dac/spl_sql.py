@@ -300,6 +300,8 @@ def _call(name: str, trees: list[tuple], fields: dict[str, str]) -> Expr:
         regex, _ = _re2(_literal_arg(trees[1], name))
         found = f"list_position(list_transform({_as_list(args[0])}, lambda v: regexp_matches(v, {_lit(regex)})), TRUE)"
         return Expr(f"CAST({found} - 1 AS DOUBLE)", "num")
+    if name == "mvjoin":
+        return Expr(f"array_to_string({_as_list(args[0])}, {_lit(_literal_arg(trees[1], name))})", "str")
     if name == "mvindex" and len(args) == 2:
         i = f"CAST(trunc({_num1(args[1])}) AS BIGINT)"
         return Expr(f"list_extract({_as_list(args[0])}, CASE WHEN {i} >= 0 THEN {i} + 1 ELSE {i} END)", "str")

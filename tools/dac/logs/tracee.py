@@ -6,8 +6,8 @@
 
 Nested objects are flattened with dotted names (`executable.path`, `container.id`,
 `kubernetes.podName`), as Splunk's JSON extraction (KV_MODE=json / INDEXED_EXTRACTIONS=json) names
-them; `args` becomes one field per argument name in rows, and the parallel multivalue fields
-`args{}.name` / `args{}.value` in Splunk events. Identity: the line number (Tracee has no event id).
+them; `args` becomes one field per argument name in rows, and the multivalue fields `args{}.name` /
+`args{}.value` (and `args{}.value{}` for array values such as argv) in Splunk events. Identity: the line number (Tracee has no event id).
 """
 from __future__ import annotations
 
@@ -67,11 +67,35 @@ def target_path(arguments: dict) -> str | None:
 
 def categories(event_name: str | None, arguments: dict) -> set[str]:
     """The Sigma log sources an event belongs to (the Splunk pipeline's sources say the same):
-    every event is `tracee`; a security_file_open that reads is also `file_access`."""
+    every event is `tracee`; a security_file_open that reads is also `file_access`; a
+    sched_process_exec (a program started, with its argv) is `process_creation`."""
     found = {"tracee"}
     if event_name == "security_file_open" and is_read(arguments.get("flags")):
         found.add("file_access")
+    if event_name == "sched_process_exec":
+        found.add("process_creation")
     return found
+
+
+def splunk_args(args: list[dict]) -> dict:
+    """`args` as Splunk's JSON extraction names it: `args{}.name` every name; `args{}.value` the
+    scalar values only; the elements of an array value (sched_process_exec's argv) go to
+    `args{}.value{}`. So after an array argument the names and values no longer line up, as in
+    Splunk: the pipeline reads by position only arguments that come before it."""
+    scalars = ["" if a.get("value") is None else _text(a["value"]) for a in args if not isinstance(a.get("value"), (list, dict))]
+    nested = [_text(v) for a in args if isinstance(a.get("value"), list) for v in a["value"] if v is not None]
+    out = {"args{}.name": [str(a["name"]) for a in args], "args{}.value": scalars}
+    if nested:
+        out["args{}.value{}"] = nested if len(nested) > 1 else nested[0]
+    return out
+
+
+def command_line(arguments: dict, raw_args: list[dict]) -> str | None:
+    """sched_process_exec's argv joined with spaces (the pipeline's mvjoin of args{}.value{})."""
+    argv = next((a.get("value") for a in raw_args if a.get("name") == "argv"), None)
+    if not isinstance(argv, list):
+        return None
+    return " ".join(_text(v) for v in argv if v is not None)
 
 
 def read(lines: Iterable[tuple[int, str]], shown: str, host: str | None = None) -> SampleLog:
@@ -101,9 +125,10 @@ def read(lines: Iterable[tuple[int, str]], shown: str, host: str | None = None) 
         arguments = dict(zip(names, values))
         row = {**scalars, **arguments, "host": event_host, "dac_key": str(number), "dac_lines": [number], "_time": when}
         row["target_path"] = target_path(arguments)
+        row["command_line"] = command_line(arguments, args)
         row["dac_categories"] = categories(event.get("eventName"), arguments)
         log.rows.append(row)
-        log.splunk_events.append({**flat, "args{}.name": names, "args{}.value": values, "_raw": line, "_time": when,
+        log.splunk_events.append({**flat, **splunk_args(args), "_raw": line, "_time": when,
                                   "host": event_host, "index": "linux", "sourcetype": "tracee", "dac_key": str(number)})
     log.shape = ", ".join(sorted(shapes))
     return log
