@@ -270,7 +270,14 @@ def cmd_backtest(layout: Layout, args) -> int:
 def cmd_review(layout: Layout, args) -> int:
     from .review import ReviewError, render_json, render_markdown, review
     try:
-        result = review(layout.root, args.base, replay=not args.no_replay)
+        from .backtest_window import WindowError, parse_duration
+        from .review_backtest import ReviewBacktest
+        try:
+            parse_duration(args.backtest_since, "--backtest-since")
+        except WindowError as e:
+            raise ReviewError(str(e)) from None
+        backtest = None if args.no_backtest else ReviewBacktest(since=args.backtest_since)
+        result = review(layout.root, args.base, replay=not args.no_replay, backtest=backtest)
     except ReviewError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -356,6 +363,9 @@ def main(argv: list[str] | None = None) -> int:
     review.add_argument("--out", help="write the report to this file instead of standard output")
     review.add_argument("--json", action="store_true", help="JSON instead of Markdown")
     review.add_argument("--no-replay", action="store_true", help="skip replaying the labelled logs (faster, less to see)")
+    review.add_argument("--backtest-since", default="7d",
+                        help="window of the SIEM backtest of changed rules, when credentials are set (default 7d)")
+    review.add_argument("--no-backtest", action="store_true", help="do not backtest on the SIEM even with credentials")
     args = parser.parse_args(argv)
     try:
         layout = Layout(find_root())
