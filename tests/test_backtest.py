@@ -182,6 +182,15 @@ def test_a_short_result_page_is_an_error(splunk_repo, splunk, capsys, waits):
     assert code == 1 and "announced 2 results and sent 0" in err
 
 
+def test_a_proxy_page_instead_of_json_is_an_error(splunk_repo, splunk, capsys, waits):
+    lazagne_hits(splunk)
+    splunk.misbehave("html")          # the first job status read answers a 200 HTML page
+    code, out, err = backtest(capsys, "splunk", "--rule", "242d39f0", "--since", "1d")
+    assert code == 1
+    assert f"reading job" in err and f"at https://127.0.0.1:{splunk.port}" in err
+    assert "answered text/html" in err and "not JSON (a proxy or login page?)" in err
+
+
 def test_bad_token_stops_the_run_without_echoing_it(splunk_repo, splunk, capsys, waits, monkeypatch):
     monkeypatch.setenv("SPLUNK_TOKEN", SPLUNK_TOKEN[:-3] + "xyz")
     code, out, err = backtest(capsys, "splunk", "--since", "1d")

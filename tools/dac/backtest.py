@@ -50,15 +50,16 @@ def select_queries(files: dict[str, str], siem: str, wanted: list[str] | None = 
         artifacts = manifest["artifacts"]
     except (KeyError, ValueError, TypeError):
         raise BacktestError(f"{MANIFEST} is missing or unreadable: run `dac convert`") from None
+    def picks(w: str, name: str, rule_id: str) -> bool:
+        return w in (name, rule_id) or (len(w) >= 8 and rule_id.startswith(w))     # an id prefix, as git takes them
     chosen = []
     for a in sorted(artifacts, key=lambda a: (a["rule_name"], a["target"])):
         if a.get("siem") != siem or a["path"] not in files:
             continue
-        if wanted and not any(w in (a["rule_name"], a["rule_id"]) or (len(w) >= 8 and a["rule_id"].startswith(w))
-                              for w in wanted):
+        if wanted and not any(picks(w, a["rule_name"], a["rule_id"]) for w in wanted):
             continue
         chosen.append(BacktestQuery(a["rule_name"], a["rule_id"], a["target"], a["path"], files[a["path"]]))
-    unmatched = [w for w in wanted or [] if not any(w in (q.rule, q.rule_id) or q.rule_id.startswith(w) for q in chosen)]
+    unmatched = [w for w in wanted or [] if not any(picks(w, q.rule, q.rule_id) for q in chosen)]
     if unmatched:
         raise BacktestError(f"no {siem} query for --rule {', '.join(unmatched)} (a rule name or id from {MANIFEST})")
     if not chosen:
