@@ -138,3 +138,17 @@ def test_the_connection_comes_from_the_base_config_not_the_pull_request(history,
     code, out, _ = review(capsys, "--json")
     [s] = [s for s in json.loads(out)["backtest"]["siems"] if s["siem"] == "splunk"]
     assert s["status"] == "COMPLETE" and s["endpoint"] == f"https://127.0.0.1:{splunk.port}"
+
+
+def test_in_ci_a_base_config_without_certificate_checks_is_refused(history, splunk, capsys, monkeypatch, waits):
+    monkeypatch.setenv("SPLUNK_TOKEN", SPLUNK_TOKEN)
+    monkeypatch.setenv("DAC_SCHEDULED", "1")
+    monkeypatch.delenv("AZURE_CLIENT_ID", raising=False)
+    config = history.root / "splunk" / "deploy.yml"
+    config.write_text(config.read_text() + "verify_tls: false\n")
+    git(history.root, "add", "splunk/deploy.yml")
+    git(history.root, "commit", "-q", "--amend", "--no-edit")
+    capsys.readouterr()
+    code, out, _ = review(capsys)
+    assert "- **splunk**: ERROR: TLS certificate verification is off (verify_tls: false) in a scheduled deployment" in out
+    assert splunk.requests == [] and code == 0, "the backtest does not block the review"

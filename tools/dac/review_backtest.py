@@ -83,7 +83,8 @@ def _one_siem(siem, base_root, base_files, head_files, changed, span, settings: 
     old, new = _queries(base_files, siem, changed), _queries(head_files, siem, changed)
     if not old and not new:
         return {"siem": siem, "status": "skipped", "reason": f"no changed rule has a {siem} query"}
-    transport = TransportOptions()
+    # never --insecure or cleartext from a review; with DAC_SCHEDULED=1 (CI) not even from the config
+    transport = TransportOptions(scheduled=settings.environ.get("DAC_SCHEDULED", "") not in ("", "0"))
     try:
         with redact.logging():
             if siem == "splunk":
