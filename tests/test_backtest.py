@@ -196,6 +196,7 @@ def test_bad_token_stops_the_run_without_echoing_it(splunk_repo, splunk, capsys,
     code, out, err = backtest(capsys, "splunk", "--since", "1d")
     assert code == 1
     assert "HTTP 401: call not properly authenticated" in err and f"127.0.0.1:{splunk.port}" in err
+    assert ": ERROR" in out.splitlines()[0] and "ERROR: rule " in out and "no slice completed" not in out
     assert SPLUNK_TOKEN[:-3] not in out + err
 
 

@@ -49,6 +49,8 @@ def reasons(report: Report) -> list[str]:
 
 def render_text(report: Report) -> str:
     lines = [headline(report), *reasons(report)]
+    if report.fatal and not any(r.slices for r in report.runs):
+        return "\n".join(lines) + "\n"         # nothing ran: one line per rule would only repeat it
     for run in report.runs:
         lines.append(f"{run.rule} ({run.rule_id}) [{run.target}] {run.path}")
         if run.error:
