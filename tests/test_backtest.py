@@ -237,6 +237,23 @@ def test_time_budget_stops_early_and_says_partial(splunk_repo, splunk, capsys, w
     assert "PARTIAL: time budget of 30 min used up after" in lines[0]
 
 
+def test_a_job_running_when_the_time_budget_ends_is_cancelled(splunk_repo, splunk, capsys, waits):
+    from dac.backtest_command import Options, backtest_command
+    from dac.redaction import Redactor
+    from dac.repo import Layout
+    from dac.transport import TransportOptions
+    splunk.never_done = True
+    ticks = iter(range(0, 100_000, 100))         # each clock read: 100 s later
+    lines: list[str] = []
+    code = backtest_command(Layout(splunk_repo.root), Options("splunk", rules=[LAZAGNE], time_budget="5m"),
+                            TransportOptions(), Redactor(SPLUNK_TOKEN), out=lines.append, progress=lambda _: None,
+                            clock=lambda: next(ticks))
+    assert code == 3
+    assert "PARTIAL: time budget of 5 min used up after 0 of 14 searches (rule LaZagne (splunk_auditd" in lines[0]
+    assert "was still RUNNING when the time budget ran out; cancelled)" in lines[0]
+    assert [m for m, p in splunk.requests if p.endswith("/control")] == ["POST"], "the job was cancelled"
+
+
 # --------------------------------------------------------------------------- Sentinel
 
 def test_log_analytics_hits_entities_and_statistics(sandbox, tls, logs, credential, capsys):

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Callable
 
-from .backtest_http import BacktestError
+from .backtest_http import BacktestError, BudgetExhausted
 from .backtest_result import Report, RuleRun
 from .backtest_window import Window
 
@@ -94,8 +94,18 @@ def run_backtest(siem: str, endpoint: str, queries: list[BacktestQuery], route: 
                                   f"{total} searches; the figures cover only the slices that ran")
                 return report
             what = f"rule {query.rule} ({query.target}, {query.path})"
+            searcher = route(query)
             try:
-                rows, cost = route(query).run(query.text, part, what)
+                # a Splunk job can be cancelled when the budget ends; a Log Analytics or Advanced
+                # Hunting query is one request, bounded by the HTTP timeout
+                if getattr(searcher, "cancellable", False):
+                    rows, cost = searcher.run(query.text, part, what, seconds_left=budget.seconds - elapsed)
+                else:
+                    rows, cost = searcher.run(query.text, part, what)
+            except BudgetExhausted as e:
+                report.partial = (f"time budget of {_duration(budget.seconds)} used up after {done} of {total} "
+                                  f"searches ({redact(e)}); the figures cover only the slices that ran")
+                return report
             except BacktestError as e:
                 if e.fatal:
                     report.fatal = redact(str(e))

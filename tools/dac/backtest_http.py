@@ -17,6 +17,10 @@ class BacktestError(Exception):
         self.fatal = fatal
 
 
+class BudgetExhausted(BacktestError):
+    """The run's time budget ran out while a search was running (the search was cancelled)."""
+
+
 class JsonHttp:
     def __init__(self, endpoint: str, headers: dict, verify, timeout: float,
                  policy: RetryPolicy = RetryPolicy(), sleep: Callable[[float], None] | None = None,

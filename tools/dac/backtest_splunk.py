@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-from .backtest_http import BacktestError, JsonHttp
+from .backtest_http import BacktestError, BudgetExhausted, JsonHttp
 from .backtest_window import Slice
 from .retry import RetryPolicy
 from .transport import TransportOptions, check_cleartext, verify_tls
@@ -31,6 +31,7 @@ COST_KEYS = ("scanCount", "eventCount", "resultCount", "runDuration")
 
 class SplunkSearch:
     siem = "splunk"
+    cancellable = True          # run() takes seconds_left
 
     def __init__(self, config: dict, token: str, transport: TransportOptions = TransportOptions(),
                  policy: RetryPolicy = RetryPolicy(), sleep: Callable[[float], None] | None = None,
@@ -46,8 +47,9 @@ class SplunkSearch:
         self.clock = clock
         self.job_seconds = job_seconds       # one job longer than this is cancelled
 
-    def run(self, query: str, part: Slice, what: str) -> tuple[list[dict], dict]:
-        """The rows and the job's cost for one slice, or BacktestError."""
+    def run(self, query: str, part: Slice, what: str, seconds_left: float | None = None) -> tuple[list[dict], dict]:
+        """The rows and the job's cost for one slice, or BacktestError. A job still running when
+        the run's time budget (`seconds_left`) ends is cancelled: BudgetExhausted."""
         search = query.strip()
         if not search.startswith("|"):
             search = f"search {search}"
@@ -58,14 +60,15 @@ class SplunkSearch:
         if not isinstance(sid, str) or not sid or "/" in sid:
             raise BacktestError(f"{what}: Splunk at {self.endpoint} created no job (no sid in its answer)")
         try:
-            content = self._wait(sid, what)
+            content = self._wait(sid, what, seconds_left)
             rows = self._results(sid, content, what)
         finally:
             self._delete(sid)
         return rows, {k: _number(content.get(k)) for k in COST_KEYS}
 
-    def _wait(self, sid: str, what: str) -> dict:
+    def _wait(self, sid: str, what: str, seconds_left: float | None) -> dict:
         started = self.clock()
+        limit = self.job_seconds if seconds_left is None else min(self.job_seconds, seconds_left)
         while True:
             data = self.http.call("GET", f"/services/search/jobs/{sid}", f"{what}: reading job {sid}",
                                   params={"output_mode": "json"})
@@ -83,8 +86,10 @@ class SplunkSearch:
                 if state != "DONE":
                     raise BacktestError(f"{what}: job {sid} at {self.endpoint} says isDone in state {state!r}")
                 return content
-            if self.clock() - started > self.job_seconds:
+            if self.clock() - started > limit:
                 self._cancel(sid)
+                if limit < self.job_seconds:
+                    raise BudgetExhausted(f"{what}: job {sid} was still {state} when the time budget ran out; cancelled")
                 raise BacktestError(f"{what}: job {sid} at {self.endpoint} still {state} after "
                                     f"{self.job_seconds:.0f} s; cancelled")
             self.sleep(POLL_SECONDS)
