@@ -75,3 +75,14 @@ def test_deploy_workflow_marks_itself_scheduled_and_never_weakens_transport():
     assert wf["env"]["DAC_SCHEDULED"] == "1", "dac refuses --insecure / verify_tls: false when it is set"
     runs = " ".join(s.get("run", "") for job in wf["jobs"].values() for s in job["steps"])
     assert "--insecure" not in runs and "--allow-insecure-transport" not in runs
+
+
+def test_pull_request_backtest_gets_read_only_credentials_and_no_target_trigger():
+    wf = _load("pull-request.yml")
+    assert "pull_request_target" not in wf["on"], "PR code must never run with the base repository's secrets"
+    review = wf["jobs"]["review"]
+    assert review["environment"] == "backtest", "not the production deploy credentials"
+    env = next(s for s in review["steps"] if s.get("name") == "Review the change against the base branch")["env"]
+    assert env["SPLUNK_TOKEN"] == "${{ secrets.SPLUNK_BACKTEST_TOKEN }}" and env["DAC_SCHEDULED"] == "1"
+    assert "secrets.SPLUNK_TOKEN" not in yaml.safe_dump(wf)
+

@@ -10,6 +10,7 @@
   dac lint               SigmaHQ's CI checks (offline reference data) and dac's rule checks; unlisted findings fail
   dac package splunk     build the Splunk app tarball (dist/<app id>-<version>.tgz) from splunk/<app id>/
   dac deploy SIEM        plan (default) or --apply the detections to splunk or sentinel
+  dac backtest SIEM      run the generated queries on the SIEM over a past window: hits, entities, cost
   dac review --base REF  Markdown/JSON review of the change since REF (rules, query diffs, replay, findings, deploy plan)
 """
 from __future__ import annotations
@@ -234,10 +235,49 @@ def cmd_deploy(layout: Layout, args) -> int:
     return 0 if ok else 1
 
 
+def cmd_backtest(layout: Layout, args) -> int:
+    import logging
+    import os
+    from .backtest_command import Options, backtest_command
+    from .backtest_http import BacktestError
+    from .backtest_window import WindowError
+    from .deploy import DeployError
+    from .redaction import Redactor
+    from .transport import TransportOptions
+    redact = Redactor(*(os.environ.get(v) for v in ("SPLUNK_TOKEN", "AZURE_CLIENT_SECRET", "AZURE_PASSWORD")))
+    options = Options(args.siem, args.since, args.slice, args.rule, "json" if args.json else
+                      "markdown" if args.markdown else "text", args.time_budget, args.cost_budget, args.config,
+                      args.workspace, {"host": args.host, "port": args.port, "app": args.app})
+    logging.captureWarnings(True)
+    try:
+        with redact.logging():
+            return backtest_command(layout, options, TransportOptions.from_cli(args.insecure, args.allow_insecure_transport),
+                                    redact)
+    except DacError as e:
+        for problem in e.problems:
+            print(redact(f"error: {problem}"), file=sys.stderr)
+        return 1
+    except (BacktestError, DeployError, WindowError) as e:
+        print(redact(f"error: {e}"), file=sys.stderr)
+        return 1
+    except Exception as e:      # never a traceback (it could carry a token): one redacted line
+        print(redact(f"error: backtest stopped by an unexpected {type(e).__name__}: {e}"), file=sys.stderr)
+        return 1
+    finally:
+        logging.captureWarnings(False)
+
+
 def cmd_review(layout: Layout, args) -> int:
     from .review import ReviewError, render_json, render_markdown, review
     try:
-        result = review(layout.root, args.base, replay=not args.no_replay)
+        from .backtest_window import WindowError, parse_duration
+        from .review_backtest import ReviewBacktest
+        try:
+            parse_duration(args.backtest_since, "--backtest-since")
+        except WindowError as e:
+            raise ReviewError(str(e)) from None
+        backtest = None if args.no_backtest else ReviewBacktest(since=args.backtest_since)
+        result = review(layout.root, args.base, replay=not args.no_replay, backtest=backtest)
     except ReviewError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -299,17 +339,39 @@ def main(argv: list[str] | None = None) -> int:
                         help="do not verify TLS certificates (warned on every run; refused when DAC_SCHEDULED=1)")
     deploy.add_argument("--allow-insecure-transport", action="store_true",
                         help="allow plain http:// (the token travels in cleartext; refused when DAC_SCHEDULED=1)")
+    backtest = sub.add_parser("backtest", help="run the generated queries, unchanged, on the SIEM over a past window")
+    backtest.add_argument("siem", choices=["splunk", "sentinel"])
+    backtest.add_argument("--since", default="7d", help="window ending now: 30m, 12h, 7d (default 7d)")
+    backtest.add_argument("--slice", default="1d", help="the window is searched in slices of this length (default 1d)")
+    backtest.add_argument("--rule", action="append", help="only this rule name or id (repeatable)")
+    backtest_format = backtest.add_mutually_exclusive_group()
+    backtest_format.add_argument("--json", action="store_true", help="JSON report")
+    backtest_format.add_argument("--markdown", action="store_true", help="Markdown report")
+    backtest.add_argument("--time-budget", default="30m", help="stop (PARTIAL, exit 3) after this long (default 30m)")
+    backtest.add_argument("--cost-budget", type=float,
+                          help="stop (PARTIAL, exit 3) after this much search cost: Splunk events scanned "
+                               "(default 500,000,000), Sentinel CPU seconds (default 3600)")
+    backtest.add_argument("--config", help="deployment config (default: splunk/deploy.yml or sentinel/deploy.yml)")
+    backtest.add_argument("--workspace", help="sentinel: which workspace of the config (default: the first)")
+    backtest.add_argument("--host", help="splunk: management host (overrides the config)")
+    backtest.add_argument("--port", type=int, help="splunk: management port (default 8089)")
+    backtest.add_argument("--app", help="splunk: app (default: the app id in splunk/app.yml)")
+    backtest.add_argument("--insecure", action="store_true", help="do not verify TLS certificates (warned; refused when DAC_SCHEDULED=1)")
+    backtest.add_argument("--allow-insecure-transport", action="store_true", help="allow plain http:// (refused when DAC_SCHEDULED=1)")
     review = sub.add_parser("review", help="review the change since a git ref, as Markdown (or --json)")
     review.add_argument("--base", required=True, help="git ref to compare with (e.g. origin/main)")
     review.add_argument("--out", help="write the report to this file instead of standard output")
     review.add_argument("--json", action="store_true", help="JSON instead of Markdown")
     review.add_argument("--no-replay", action="store_true", help="skip replaying the labelled logs (faster, less to see)")
+    review.add_argument("--backtest-since", default="7d",
+                        help="window of the SIEM backtest of changed rules, when credentials are set (default 7d)")
+    review.add_argument("--no-backtest", action="store_true", help="do not backtest on the SIEM even with credentials")
     args = parser.parse_args(argv)
     try:
         layout = Layout(find_root())
         handler = {"check": cmd_check, "convert": cmd_convert, "validate": cmd_validate, "build": cmd_build,
                    "test": cmd_test, "coverage": cmd_coverage, "lint": cmd_lint, "package": cmd_package, "deploy": cmd_deploy,
-                   "review": cmd_review}[args.verb]
+                   "backtest": cmd_backtest, "review": cmd_review}[args.verb]
         # replay runs rule regexes with Python's re: each under a time budget (dac.regex_budget)
         with regex_budget.armed() if args.verb in ("test", "coverage", "review") else contextlib.nullcontext():
             return handler(layout, args)

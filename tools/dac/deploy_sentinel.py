@@ -32,7 +32,10 @@ from .transport import ARM_HOSTS, TransportOptions, check_arm_endpoint, check_cl
 
 REQUIRED = {"workspaces": Setting(list)}
 OPTIONAL = {"arm_endpoint": Setting(str), "allow_custom_arm_endpoint": Setting(bool), "verify_tls": Setting(bool),
-            "ca_file": Setting(str), "timeout": Setting((int, float), check_timeout)}
+            "ca_file": Setting(str), "timeout": Setting((int, float), check_timeout),
+            # `dac backtest sentinel` only (dac.backtest_sentinel checks the hosts)
+            "log_analytics_endpoint": Setting(str), "advanced_hunting": Setting(bool),
+            "advanced_hunting_endpoint": Setting(str)}
 WORKSPACE_KEYS = ("subscription_id", "resource_group", "workspace")
 # Azure naming rules (learn.microsoft.com, "Naming rules and restrictions for Azure resources"):
 # they also keep a value from adding path segments to the request URL

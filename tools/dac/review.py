@@ -359,7 +359,9 @@ def metric_deltas(base: Side, head: Side) -> list[dict]:
 
 # --------------------------------------------------------------------------- report
 
-def review(root: Path, base_ref: str, replay: bool = True) -> dict:
+def review(root: Path, base_ref: str, replay: bool = True, backtest=None) -> dict:
+    """`backtest`: a review_backtest.ReviewBacktest to run the changed rules on the SIEM (when
+    credentials are there), or None for no backtest section at all."""
     head = _load_side("head", Layout(root), replay)
     with tempfile.TemporaryDirectory(prefix="dac-review-") as tmp:
         commit = extract_ref(root, base_ref, Path(tmp))
@@ -376,6 +378,10 @@ def review(root: Path, base_ref: str, replay: bool = True) -> dict:
             "replayed_base": base.replay is not None,
             "replayed": base.replay is not None and head.replay is not None,
         }
+        if backtest is not None:
+            from .review_backtest import review_backtest
+            changed = {c["id"] for c in result["rules"]}
+            result["backtest"] = review_backtest(Path(tmp), base.files, head.files, changed, backtest)
     result["head"] = {"problems": head.problems,
                       "stale": [s.splitlines()[0] for s in stale_report(head.files, head.layout)] if head.files else [],
                       "test_failures": list(head.replay.failures) if head.replay else [],
@@ -502,6 +508,8 @@ def render_markdown(r: dict) -> str:
         body.append("\n(Planned against a SIEM holding exactly what the base deploys; no SIEM was contacted.)")
     else:
         body.append("No SIEM object changes.")
+    from .review_backtest import render_markdown as backtest_markdown
+    body += backtest_markdown(r.get("backtest"))
 
     diffs: list[str] = ["\n### Generated artifacts"]
     names = {c["id"]: c["name"] for c in r["rules"]}
