@@ -136,7 +136,7 @@ def test_splunk_hits_per_day_entities_and_cost(splunk_repo, splunk, capsys, wait
     assert max(int(s["latest_time"]) for s in auditd) == int(NOW.timestamp())
     assert splunk.jobs == {}, "every job is deleted after its results are read"
     assert waits and set(waits) == {1.0}, "the job status is polled with the injected sleep"
-    assert "[1/14] LaZagne [splunk_auditd]" in err or "[1/14] LaZagne [splunk_sysmon]" in err, "progress on stderr"
+    assert "[1/21] LaZagne [splunk_auditd]" in err or "[1/21] LaZagne [splunk_sysmon]" in err, "progress on stderr"
 
 
 def test_splunk_results_are_paged_until_the_job_s_result_count(splunk_repo, splunk, capsys, waits):
@@ -147,7 +147,7 @@ def test_splunk_results_are_paged_until_the_job_s_result_count(splunk_repo, splu
     runs = json.loads(out)["rules"]
     assert {r["hits"] for r in runs} == {5}
     pages = [p for m, p in splunk.requests if p.endswith("/results")]
-    assert len(pages) == 2 * 3, "5 results, 2 a page: 3 pages per job"
+    assert len(pages) == 3 * 3, "5 results, 2 a page: 3 pages per job, one job per Splunk target"
 
 
 def test_splunk_text_and_markdown_reports(splunk_repo, splunk, capsys, waits):
@@ -216,11 +216,12 @@ def test_cost_budget_stops_early_and_says_partial(splunk_repo, splunk, capsys, w
     assert code == 3
     report = json.loads(out)
     assert report["status"] == "PARTIAL"
-    # the newest slice of each target ran (120 events scanned each), then the budget was used up
-    assert report["partial"] == ("cost budget of 150 events scanned used up (240) after 2 of 14 searches; "
+    # the newest slice of the first two targets ran (120 events scanned each), then the budget was used up
+    assert report["partial"] == ("cost budget of 150 events scanned used up (240) after 2 of 21 searches; "
                                  "the figures cover only the slices that ran")
-    assert {r["target"]: r["hits"] for r in report["rules"]} == {"splunk_auditd": 2, "splunk_sysmon": 2}
-    assert all(r["days_covered"] == 1.0 for r in report["rules"])
+    assert {r["target"]: (r["days_covered"], r["hits_per_day"]) for r in report["rules"]} == {
+        "splunk_auditd": (1.0, 2.0), "splunk_sysmon": (1.0, 2.0), "splunk_tracee": (0.0, None)}   # never ran: no rate
+    assert {r["target"]: r["hits"] for r in report["rules"]} == {"splunk_auditd": 2, "splunk_sysmon": 2, "splunk_tracee": 0}
 
 
 def test_time_budget_stops_early_and_says_partial(splunk_repo, splunk, capsys, waits):
@@ -249,7 +250,7 @@ def test_a_job_running_when_the_time_budget_ends_is_cancelled(splunk_repo, splun
                             TransportOptions(), Redactor(SPLUNK_TOKEN), out=lines.append, progress=lambda _: None,
                             clock=lambda: next(ticks))
     assert code == 3
-    assert "PARTIAL: time budget of 5 min used up after 0 of 14 searches (rule LaZagne (splunk_auditd" in lines[0]
+    assert "PARTIAL: time budget of 5 min used up after 0 of 21 searches (rule LaZagne (splunk_auditd" in lines[0]
     assert "was still RUNNING when the time budget ran out; cancelled)" in lines[0]
     assert [m for m, p in splunk.requests if p.endswith("/control")] == ["POST"], "the job was cancelled"
 

@@ -120,7 +120,7 @@ def test_with_credentials_old_and_new_queries_are_compared_on_the_siem(history, 
     assert sentinel["new_entities"] == ["host new-03", "user bob"] and sentinel["vanished_entities"] == ["host gone-02", "user alice"]
     assert sentinel["after"]["cost"]["cpu_seconds"] == 7 * 1.25
     # the window is the same for both versions: 7 daily slices each, ending at the same minute
-    assert len({s["latest_time"] for s in splunk.searches}) == 7 and len(splunk.searches) == 7 * 2 * 2
+    assert len({s["latest_time"] for s in splunk.searches}) == 7 and len(splunk.searches) == 7 * 3 * 2      # 3 Splunk targets, old and new
 
     code, out, _ = review(capsys)
     assert f"**splunk** at `https://127.0.0.1:{splunk.port}`, 2026-11-28T08:00:00Z .. 2026-12-05T08:00:00Z: COMPLETE" in out
