@@ -42,6 +42,7 @@ class Target:
     siem: str
     format: str | None = None          # native log format replayed by `dac test`
     _backend: Any = field(default=None, repr=False)
+    _scope_pipeline: Any = field(default=None, repr=False)
 
     @property
     def language(self) -> str:
@@ -57,8 +58,16 @@ class Target:
             self._backend = BACKENDS[self.backend_id][0](self.new_pipeline())
         return self._backend
 
+    @property
+    def scope_pipeline(self) -> ProcessingPipeline:
+        """One pipeline per target for scoping, reused: apply() resets its state for every rule
+        (building it anew per rule was a quarter of conversion time: from_dict, Jinja templates)."""
+        if self._scope_pipeline is None:
+            self._scope_pipeline = self.new_pipeline()
+        return self._scope_pipeline
+
     def scope(self, rule) -> Scope:
-        pipeline = self.new_pipeline()
+        pipeline = self.scope_pipeline
         pipeline.apply(copy.deepcopy(rule))
         field_map: dict[str, str] = {}
         for item, applied in zip(pipeline.items, pipeline.applied):
