@@ -135,41 +135,110 @@ def categories(row: dict) -> set[str]:
     return found
 
 
-def read(lines: Iterable[tuple[int, str]], shown: str, host: str | None, splunk: bool = True) -> SampleLog:
-    """splunk=False skips the per-record Splunk events (most of the memory) for callers that
-    only need the assembled rows."""
-    log = SampleLog(shown, NAME)
-    assembled: dict[tuple[str, str, str], dict] = {}
-    shapes = set()
-    for record in _records(lines, shown, host or "localhost", log.problems):
-        shapes.add(record.shape)
-        if splunk:
-            log.splunk_events.append(splunk_event(record))
+# Open events are bounded: auditd writes an event's records together (EOE ends a multi-record
+# event), so an event still open after this many newer ones have started is complete or broken;
+# it is flushed to make room. Flushed keys are remembered (bounded too) so that a record arriving
+# after its event is reported as a skip instead of becoming a second, partial event.
+MAX_OPEN_EVENTS = 10_000
+REMEMBERED_FLUSHED = 100_000
+
+
+class Assembler:
+    """The records of each event (host, epoch, serial) gathered into one row, with at most
+    `max_open` events open at once. `add` returns the rows it completes (EOE or eviction);
+    `finish` the rest. A record of an event already flushed is a problem, not a row."""
+
+    def __init__(self, shown: str, problems: list[LogProblem], max_open: int = MAX_OPEN_EVENTS,
+                 remembered: int = REMEMBERED_FLUSHED):
+        self.shown, self.problems, self.max_open, self.remembered = shown, problems, max_open, remembered
+        self.open: dict[tuple[str, str, str], dict] = {}      # insertion order = age (oldest first)
+        self.flushed: dict[tuple[str, str, str], str] = {}    # key -> why it was flushed, oldest first
+        self.peak_open = 0
+
+    def add(self, record: _Record) -> list[dict]:
         key = (record.host, record.epoch, record.serial)
-        row = assembled.get(key)
+        row = self.open.get(key)
+        done: list[dict] = []
         if row is None:
-            row = assembled[key] = {"dac_key": f"{record.host}:{record.serial}", "host": record.host,
+            why = self.flushed.get(key)
+            if why is not None:
+                self.problems.append(LogProblem(self.shown, record.number, f"{record.type} record of event "
+                                                f"{record.host}:{record.serial} arrives after the event was {why}"))
+                return done
+            if len(self.open) >= self.max_open:
+                done.append(self._flush(next(iter(self.open)), f"closed ({self.max_open:,} newer events were open)"))
+            row = self.open[key] = {"dac_key": f"{record.host}:{record.serial}", "host": record.host,
                                     "_time": float(record.epoch), "dac_lines": []}
+            self.peak_open = max(self.peak_open, len(self.open))
         row["dac_lines"].append(record.number)
-        if record.type == "SYSCALL":
+        kind = record.type
+        if kind == "SYSCALL":
             for k, v in record.pairs:
                 if k != "type":
                     row[k] = _decoded(k, v)
-        elif record.type == "PATH":
-            name = dict(record.pairs).get("name")
+        elif kind == "PATH":
+            name = _first(record.pairs, "name")
             if name is not None:
                 row.setdefault("names", []).append(_decoded("name", name))
-        elif record.type == "CWD":
-            cwd = dict(record.pairs).get("cwd")
+        elif kind == "CWD":
+            cwd = _first(record.pairs, "cwd")
             row["cwd"] = _decoded("cwd", cwd) if cwd is not None else None
-        elif record.type == "PROCTITLE":
-            title = dict(record.pairs).get("proctitle", "")
-            row["proctitle"] = decode_proctitle(unquote(title))
-    for row in assembled.values():
+        elif kind == "PROCTITLE":
+            row["proctitle"] = decode_proctitle(unquote(_first(record.pairs, "proctitle") or ""))
+        elif kind == "EOE":
+            done.append(self._flush(key, "ended (EOE)"))
+        return done
+
+    def finish(self) -> Iterator[dict]:
+        while self.open:
+            yield self._flush(next(iter(self.open)), "closed at the end of the input")
+
+    def _flush(self, key, why: str) -> dict:
+        row = self.open.pop(key)
+        self.flushed[key] = why
+        if len(self.flushed) > self.remembered:
+            del self.flushed[next(iter(self.flushed))]
         names = row.pop("names", [])
         row["name"] = names[0] if len(names) == 1 else (sorted(set(names)) or None)
         row["dac_categories"] = categories(row)
-        log.rows.append(row)
+        return row
+
+
+def _first(pairs: list[tuple[str, str]], key: str) -> str | None:
+    # dict(pairs).get(key) keeps the last of repeated keys; they do not repeat in these records
+    for k, v in pairs:
+        if k == key:
+            return v
+    return None
+
+
+def stream(lines: Iterable[tuple[int, str]], shown: str, host: str | None, problems: list[LogProblem],
+           shapes: set[str], splunk: bool = True, assembler: Assembler | None = None) -> Iterator[tuple[dict | None, dict | None]]:
+    """(row, Splunk event) pairs as the input is read: each record gives its Splunk event
+    (row None) as soon as it is read, each assembled event its row (event None) when complete.
+    Memory is bounded by the assembler's open-event table, not by the input."""
+    assembler = assembler or Assembler(shown, problems)
+    for record in _records(lines, shown, host or "localhost", problems):
+        shapes.add(record.shape)
+        if splunk:
+            yield None, splunk_event(record)
+        for row in assembler.add(record):
+            yield row, None
+    for row in assembler.finish():
+        yield row, None
+
+
+def read(lines: Iterable[tuple[int, str]], shown: str, host: str | None, splunk: bool = True) -> SampleLog:
+    """The whole input in memory (the labelled testdata). splunk=False skips the per-record
+    Splunk events for callers that only need the assembled rows."""
+    log = SampleLog(shown, NAME)
+    shapes: set[str] = set()
+    for row, event in stream(lines, shown, host, log.problems, shapes, splunk):
+        if row is not None:
+            log.rows.append(row)
+        if event is not None:
+            log.splunk_events.append(event)
+    log.rows.sort(key=lambda r: r["dac_lines"][0])      # the order events start in, whatever order they ended
     log.shape = "; ".join(sorted(shapes))
     return log
 

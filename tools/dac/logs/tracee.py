@@ -12,7 +12,7 @@ them; `args` becomes one field per argument name in rows, and the parallel multi
 from __future__ import annotations
 
 import json
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from .model import LogProblem, SampleLog
 from .source import nonblank
@@ -74,9 +74,9 @@ def categories(event_name: str | None, arguments: dict) -> set[str]:
     return found
 
 
-def read(lines: Iterable[tuple[int, str]], shown: str, host: str | None = None) -> SampleLog:
-    log = SampleLog(shown, NAME)
-    shapes = set()
+def stream(lines: Iterable[tuple[int, str]], shown: str, host: str | None, problems: list[LogProblem],
+           shapes: set[str]) -> Iterator[tuple[dict, dict]]:
+    """(row, Splunk event) per event line, as the input is read."""
     for number, line in nonblank(lines):
         try:
             event = json.loads(line)
@@ -91,7 +91,7 @@ def read(lines: Iterable[tuple[int, str]], shown: str, host: str | None = None) 
             _flatten("", {k: v for k, v in event.items() if k != "args"}, flat)
             when = int(event.get("timestamp") or 0) / 1e9
         except (ValueError, TypeError, RecursionError) as e:
-            log.problems.append(LogProblem(shown, number, f"not a Tracee event: {str(e)[:200]}"))
+            problems.append(LogProblem(shown, number, f"not a Tracee event: {str(e)[:200]}"))
             continue
         flags = dict(zip(names, values)).get("flags")
         if flags:
@@ -102,8 +102,15 @@ def read(lines: Iterable[tuple[int, str]], shown: str, host: str | None = None) 
         row = {**scalars, **arguments, "host": event_host, "dac_key": str(number), "dac_lines": [number], "_time": when}
         row["target_path"] = target_path(arguments)
         row["dac_categories"] = categories(event.get("eventName"), arguments)
+        yield row, {**flat, "args{}.name": names, "args{}.value": values, "_raw": line, "_time": when,
+                    "host": event_host, "index": "linux", "sourcetype": "tracee", "dac_key": str(number)}
+
+
+def read(lines: Iterable[tuple[int, str]], shown: str, host: str | None = None) -> SampleLog:
+    log = SampleLog(shown, NAME)
+    shapes: set[str] = set()
+    for row, event in stream(lines, shown, host, log.problems, shapes):
         log.rows.append(row)
-        log.splunk_events.append({**flat, "args{}.name": names, "args{}.value": values, "_raw": line, "_time": when,
-                                  "host": event_host, "index": "linux", "sourcetype": "tracee", "dac_key": str(number)})
+        log.splunk_events.append(event)
     log.shape = ", ".join(sorted(shapes))
     return log
