@@ -19,6 +19,7 @@ given for the file.
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from typing import Iterable, Iterator
 
 from .model import LogProblem, SampleLog
@@ -33,6 +34,10 @@ ENRICHED_SEPARATOR = "\x1d"
 ESCAPED_SEPARATOR = re.compile(r"#035(?=[A-Z][A-Z0-9_]*=)")
 # fields auditd writes as hex when their value is not plain printable ASCII without spaces/quotes
 UNTRUSTED = {"name", "exe", "comm", "cwd", "proctitle", "path", "new", "old"}
+_QUOTES = "\"'"
+_ANY_HEX = re.compile(r"[0-9A-Fa-f]+")
+# open flags in hex: a last digit of 1, 5, 9 or d is O_WRONLY (+ O_APPEND etc.): not a read
+_WRITE_FLAG_DIGITS = {"1", "5", "9", "d", "D"}
 EXECVE_SYSCALLS = {"59", "execve", "322", "execveat"}
 OPEN_SYSCALLS = {"2": "a1", "open": "a1", "257": "a2", "openat": "a2", "437": None, "openat2": None}
 
@@ -54,7 +59,7 @@ def decode_hex(value: str, nul: str = " ") -> str:
 
 def decode_proctitle(value: str) -> str:
     """PROCTITLE is hex of the NUL-separated argv unless it is plain text."""
-    if len(value) % 2 == 0 and re.fullmatch(r"[0-9A-Fa-f]+", value):
+    if len(value) % 2 == 0 and _ANY_HEX.fullmatch(value):
         return decode_hex(value)
     return value
 
@@ -70,16 +75,28 @@ def _decoded(key: str, raw: str) -> str:
 
 
 class _Record:
-    __slots__ = ("number", "line", "host", "type", "epoch", "serial", "pairs", "node", "shape")
+    __slots__ = ("number", "line", "host", "type", "epoch", "serial", "pairs", "node", "shape", "_fields")
 
     def __init__(self, number, line, host, match, wrapped: bool):
         self.number, self.line, self.host = number, line, host
-        self.type, self.epoch, self.serial, self.node = match["type"], match["epoch"], match["serial"], match["node"]
-        # rsyslog escapes the 0x1d byte as the text #035; audisp-syslog (audit 3.x) sends a space
-        body = ESCAPED_SEPARATOR.sub(ENRICHED_SEPARATOR, match["body"])
+        self.type, self.epoch, self.serial, self.node = match.group("type", "epoch", "serial", "node")
+        body = match["body"]
+        if "#035" in body:
+            # rsyslog escapes the 0x1d byte as the text #035; audisp-syslog (audit 3.x) sends a space
+            body = ESCAPED_SEPARATOR.sub(ENRICHED_SEPARATOR, body)
         raw, separator, enriched = body.partition(ENRICHED_SEPARATOR)
-        self.pairs = KV_RE.findall(raw) + KV_RE.findall(enriched)
+        self.pairs = KV_RE.findall(raw) + KV_RE.findall(enriched) if separator else KV_RE.findall(raw)
         self.shape = ("syslog, " if wrapped else "") + ("node=, " if self.node else "") + ("enriched" if separator else "raw")
+        self._fields = None
+
+    @property
+    def fields(self) -> dict[str, str]:
+        """The pairs with quotes removed (the last of a repeated key), made once: the Splunk event
+        and the assembled row both need them. Inline rather than unquote(): this runs per pair."""
+        if self._fields is None:
+            self._fields = {k: v[1:-1] if v[0] in _QUOTES and len(v) > 1 and v[-1] == v[0] else v
+                            for k, v in self.pairs}
+        return self._fields
 
 
 def _records(lines: Iterable[tuple[int, str]], shown: str, default_host: str, problems: list[LogProblem]) -> Iterator[_Record]:
@@ -106,7 +123,7 @@ def splunk_event(record: _Record) -> dict:
     """The record as the Splunk Add-on for Unix and Linux indexes it (sourcetype linux_audit):
     key=value pairs extracted with quotes removed and hex kept; the host is the machine that
     sent it (syslog header) or the forwarder's; `node` is a field of its own."""
-    fields = {k: unquote(v) for k, v in record.pairs}
+    fields = record.fields
     event = {"_raw": record.line, "_time": float(record.epoch), "host": record.host, "index": "linux",
              "sourcetype": "linux_audit", **fields, "type": record.type}
     if record.node:
@@ -130,7 +147,7 @@ def categories(row: dict) -> set[str]:
     if syscall in OPEN_SYSCALLS:
         flags_arg = OPEN_SYSCALLS[syscall]
         flags = row.get(flags_arg) if flags_arg else None
-        if flags is None or not re.search(r"[159dD]$", flags):
+        if flags is None or flags[-1:] not in _WRITE_FLAG_DIGITS:
             found.add("file_access")
     return found
 
@@ -151,8 +168,10 @@ class Assembler:
     def __init__(self, shown: str, problems: list[LogProblem], max_open: int = MAX_OPEN_EVENTS,
                  remembered: int = REMEMBERED_FLUSHED):
         self.shown, self.problems, self.max_open, self.remembered = shown, problems, max_open, remembered
-        self.open: dict[tuple[str, str, str], dict] = {}      # insertion order = age (oldest first)
-        self.flushed: dict[tuple[str, str, str], str] = {}    # key -> why it was flushed, oldest first
+        # OrderedDict: popping the oldest is O(1); next(iter(dict)) after many pops from the front
+        # of a plain dict walks its deleted slots
+        self.open: OrderedDict[tuple[str, str, str], dict] = OrderedDict()     # oldest first
+        self.flushed: OrderedDict[tuple[str, str, str], str] = OrderedDict()   # key -> why it was flushed
         self.peak_open = 0
 
     def add(self, record: _Record) -> list[dict]:
@@ -166,16 +185,22 @@ class Assembler:
                                                 f"{record.host}:{record.serial} arrives after the event was {why}"))
                 return done
             if len(self.open) >= self.max_open:
-                done.append(self._flush(next(iter(self.open)), f"closed ({self.max_open:,} newer events were open)"))
+                oldest = next(iter(self.open))
+                done.append(self._flush(oldest, f"closed ({self.max_open:,} newer events were open)"))
             row = self.open[key] = {"dac_key": f"{record.host}:{record.serial}", "host": record.host,
                                     "_time": float(record.epoch), "dac_lines": []}
             self.peak_open = max(self.peak_open, len(self.open))
         row["dac_lines"].append(record.number)
         kind = record.type
         if kind == "SYSCALL":
-            for k, v in record.pairs:
-                if k != "type":
-                    row[k] = _decoded(k, v)
+            fields = record.fields
+            row.update(fields)
+            for k in UNTRUSTED.intersection(fields):
+                # hex-looking and not quoted in the record (comm="AB" is text): decode
+                if HEX_RE.fullmatch(fields[k]) and _raw_value(record.pairs, k)[0] not in _QUOTES:
+                    row[k] = decode_hex(fields[k])
+            if "type" in row:
+                del row["type"]
         elif kind == "PATH":
             name = _first(record.pairs, "name")
             if name is not None:
@@ -197,11 +222,15 @@ class Assembler:
         row = self.open.pop(key)
         self.flushed[key] = why
         if len(self.flushed) > self.remembered:
-            del self.flushed[next(iter(self.flushed))]
+            self.flushed.popitem(last=False)
         names = row.pop("names", [])
         row["name"] = names[0] if len(names) == 1 else (sorted(set(names)) or None)
         row["dac_categories"] = categories(row)
         return row
+
+
+def _raw_value(pairs: list[tuple[str, str]], key: str) -> str:
+    return next(v for k, v in reversed(pairs) if k == key)      # the last, as the fields dict keeps
 
 
 def _first(pairs: list[tuple[str, str]], key: str) -> str | None:
