@@ -16,7 +16,6 @@ a reported skip. Identity: `<DeviceName>:<ReportId>` (Defender's ReportId is a p
 """
 from __future__ import annotations
 
-import bisect
 import csv
 import json
 from datetime import datetime, timezone
@@ -151,16 +150,19 @@ class _Reader:
 
 
 def _document_lines(text: str, key_start: int) -> list[int]:
-    """1-based line of each element of the JSON array that starts at key_start."""
-    newlines = [i for i, c in enumerate(text) if c == "\n"]
+    """1-based line of each element of the JSON array that starts at key_start. The newlines are
+    counted between one element and the next (str.count), not by walking every character."""
     decoder = json.JSONDecoder()
     index, found = text.index("[", key_start) + 1, []
+    line, counted = 1 + text.count("\n", 0, index), index
     while True:
         while index < len(text) and text[index] in " \t\r\n,":
             index += 1
         if index >= len(text) or text[index] == "]":
             return found
-        found.append(bisect.bisect_left(newlines, index) + 1)
+        line += text.count("\n", counted, index)
+        counted = index
+        found.append(line)
         _, index = decoder.raw_decode(text, index)
 
 
