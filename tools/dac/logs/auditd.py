@@ -100,18 +100,23 @@ class _Record:
 
 
 def _records(lines: Iterable[tuple[int, str]], shown: str, default_host: str, problems: list[LogProblem]) -> Iterator[_Record]:
+    last_prefix, last_host = None, None
     for number, line in nonblank(lines):
         match = AUDIT_RE.search(line)
         if not match:
             problems.append(LogProblem(shown, number, "not an audit record (expected [node=… ]type=… msg=audit(epoch:serial): …, optionally after a syslog header)"))
             continue
         host = match["node"]
-        if match.start() > 0:
-            header = parse_header(line)
-            if header is None or header.length != match.start():
-                problems.append(LogProblem(shown, number, "text before type=… is neither node=<host> nor a syslog header"))
-                continue
-            host = host or header.host
+        start = match.start()
+        if start > 0:
+            # the records of an event share their header (same second, same host): parse it once
+            if line[:start] != last_prefix:
+                header = parse_header(line)
+                last_prefix, last_host = (line[:start], header.host) if header is not None and header.length == start else (None, None)
+                if last_prefix is None:
+                    problems.append(LogProblem(shown, number, "text before type=… is neither node=<host> nor a syslog header"))
+                    continue
+            host = host or last_host
         record = _Record(number, line, host or default_host, match, match.start() > 0)
         if record.type in ("SYSCALL", "PATH", "PROCTITLE") and not record.pairs:
             problems.append(LogProblem(shown, number, f"truncated {record.type} record"))
