@@ -175,6 +175,9 @@ def scope_where(query: Query, fmt: str) -> str:
     return "1"
 
 
+EVIDENCE_FIELDS = ("host",)
+
+
 class _ListRows:
     """A log read whole: rule scope and matches over its list of rows."""
 
@@ -187,7 +190,7 @@ class _ListRows:
     def any(self, query: Query) -> bool:
         return bool(_rows_in_scope(query, self.log, self.label))
 
-    def rows(self, query: Query, keys: set) -> list[dict]:
+    def rows(self, query: Query, keys: set, fields: tuple[str, ...] | None = None) -> list[dict]:
         return [r for r in _rows_in_scope(query, self.log, self.label) if r["dac_key"] in keys]
 
 
@@ -203,8 +206,8 @@ class _StoredRows:
     def any(self, query: Query) -> bool:
         return self.log.store.any(self._where(query))
 
-    def rows(self, query: Query, keys: set) -> list[dict]:
-        return self.log.store.rows(keys, self._where(query))
+    def rows(self, query: Query, keys: set, fields: tuple[str, ...] | None = None) -> list[dict]:
+        return self.log.store.rows(keys, self._where(query), fields)
 
     def _where(self, query: Query) -> str:
         where = scope_where(query, self.log.format)
@@ -287,7 +290,8 @@ class Replayer:
                     v.engines["spl"] = {spl_key(log.format, r) for r in rows}
                 except SplUnsupported as e:
                     v.not_testable["spl"] = str(e)
-            by_key = {r["dac_key"]: r for r in source.rows(q, v.hits)}
+            # evidence: which event, where (a streamed file's rows give only these fields back)
+            by_key = {r["dac_key"]: r for r in source.rows(q, v.hits, EVIDENCE_FIELDS)}
             v.evidence = {k: [by_key[k]] for k in v.hits if k in by_key}
             results.append(v)
         return results

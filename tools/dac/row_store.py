@@ -100,16 +100,19 @@ class RowStore:
     def any(self, where: str) -> bool:
         return self.con.execute(f"SELECT 1 FROM logs WHERE {where} LIMIT 1").fetchone() is not None
 
-    def rows(self, keys: Iterable[str], where: str = "1") -> list[dict]:
+    def rows(self, keys: Iterable[str], where: str = "1", fields: Iterable[str] | None = None) -> list[dict]:
         """The rows (in scope) whose dac_key is one of keys, as the reader gave them, except
-        that every cell is text."""
+        that every cell is text; with `fields`, only those fields (and the row's own: key, time,
+        lines, categories), so that a million hits do not carry every column."""
         keys = list(keys)
         if not keys:
             return []
         self.con.execute("CREATE TEMP TABLE IF NOT EXISTS wanted (key TEXT PRIMARY KEY)")
         self.con.execute("DELETE FROM wanted")
         self.con.executemany("INSERT OR IGNORE INTO wanted VALUES (?)", ((k,) for k in keys))
-        cursor = self.con.execute(f"SELECT * FROM logs WHERE dac_key IN (SELECT key FROM wanted) AND ({where}) ORDER BY rowid")
+        selected = "*" if fields is None else ", ".join(
+            ["dac_key", "dac_time", "dac_lines", "dac_scope"] + [quoted(self.columns[f]) for f in fields if f in self.columns])
+        cursor = self.con.execute(f"SELECT {selected} FROM logs WHERE dac_key IN (SELECT key FROM wanted) AND ({where}) ORDER BY rowid")
         by_column = {c: n for n, c in self.columns.items()}
         names = [d[0] for d in cursor.description]
         found = []
