@@ -18,7 +18,8 @@ is its own, the generated file and the rule compilation excluded from the clock:
 
 Events/s is events (assembled events for auditd, about 5 records each in testdata/) over wall
 seconds; events/CPU-s over the child's user + system CPU seconds in the same span. A shape more
-than 20 % slower than its canonical twin in a mode, in events per CPU second, is flagged (SLOW).
+than 20 % slower than its canonical twin end to end (`all`, in events per CPU second) is flagged
+SLOW, the criterion of issue 11; a stage alone more than 20 % slower is listed as such.
 """
 from __future__ import annotations
 
@@ -235,19 +236,21 @@ def main(argv: list[str] | None = None) -> int:
             by_path[str(name)] = row
             if row["twin_of"]:
                 twin = by_path[row["twin_of"]]
-                for mode in modes:
-                    if row[mode][SPEED] < (1 - SLOWER) * twin[mode][SPEED]:
-                        slow.append(f"{name} {mode}: {row[mode][SPEED]:,} events per CPU second, "
-                                    f"{twin[mode][SPEED]:,} for {row['twin_of']}")
-                        row.setdefault("slow", []).append(mode)
+                row["vs_twin"] = {mode: round(row[mode][SPEED] / twin[mode][SPEED], 2) for mode in modes}
+                row["slower"] = [mode for mode in modes if row["vs_twin"][mode] < 1 - SLOWER]
+                for mode in row["slower"]:
+                    slow.append(f"{name} {mode}: {row[mode][SPEED]:,} events per CPU second, "
+                                f"{twin[mode][SPEED]:,} for {row['twin_of']}")
             results.append(row)
             cells = "  ".join(f"{mode} {row[mode]['events_per_s']:>8,}/s {row[mode]['events_per_cpu_s']:>8,}/cpu-s "
                               f"{row[mode]['peak_mib']:>5} MiB" for mode in modes)
-            print(f"{str(name):58} {row[modes[0]]['events'] if modes else 0:>8,} ev  {cells}{'  SLOW' if row.get('slow') else ''}",
-                  flush=True)
-    print(f"\nshapes more than {SLOWER:.0%} slower than their canonical twin: {len(slow)}")
+            flag = "  SLOW" if "all" in row.get("slower", []) else (f"  slower in {','.join(row['slower'])}" if row.get("slower") else "")
+            print(f"{str(name):58} {row[modes[0]]['events'] if modes else 0:>8,} ev  {cells}{flag}", flush=True)
+    # the criterion (issue 11) is the replay end to end; a stage alone slower is reported, not failed
+    end_to_end = [line for line in slow if " all: " in line]
+    print(f"\nshapes more than {SLOWER:.0%} slower than their canonical twin end to end (all): {len(end_to_end)}")
     for line in slow:
-        print(f"  SLOW {line}")
+        print(f"  {'SLOW' if line in end_to_end else 'stage'} {line}")
     if args.json:
         Path(args.json).write_text(json.dumps({"events": args.events, "modes": modes, "shapes": results, "slow": slow}, indent=2))
     return 0
