@@ -15,6 +15,11 @@ from .row_store import BATCH, RowStore
 from .spl_checked import CheckedSpl
 from .spl_sql import SplIndex
 
+# DuckDB's memory for the SPL index of one streamed file (the default is 1 GB): with the Python
+# side (parsing, hits, the row store's page cache) a 1 GB audit.log stays under 2 GiB; above
+# this, DuckDB spills sorts, aggregates and table blocks to a temporary directory
+SPL_MEMORY_LIMIT = "768MB"
+
 
 @dataclass
 class StoredLog:
@@ -74,7 +79,7 @@ def load(stream: LogStream, now: datetime, kql: Callable[[], KqlEngine], referen
             if table not in kql_batches:          # another file's rows must not stay in it
                 engine.load(table, [])
     else:
-        index = SplIndex(splunk_events())
+        index = SplIndex(splunk_events(), memory_limit=SPL_MEMORY_LIMIT)
         spl = CheckedSpl.over(index, reference, now)
     store.flush()
     return StoredLog(stream.path, stream.format, store, spl, counts["rows"], counts["splunk"])
