@@ -5,6 +5,7 @@ gzip or UTF-16; each file's format is given or sniffed (`auto`). Each file is re
 own with the engines of its format (Sigma semantics always; KQL for Defender rows, SPL for the
 Splunk sources). A hit names the rule, its tier (alert or hunting), the target and engines that
 fired, the host, and the 1-based input lines of every event that makes it up.
+A file is streamed through the engines (dac.stream_replay), so its size is not bounded by memory.
 """
 from __future__ import annotations
 
