@@ -236,8 +236,9 @@ def main(argv: list[str] | None = None) -> int:
             by_path[str(name)] = row
             if row["twin_of"]:
                 twin = by_path[row["twin_of"]]
-                row["vs_twin"] = {mode: round(row[mode][SPEED] / twin[mode][SPEED], 2) for mode in modes}
-                row["slower"] = [mode for mode in modes if row["vs_twin"][mode] < 1 - SLOWER]
+                ratio = {mode: row[mode][SPEED] / twin[mode][SPEED] for mode in modes}
+                row["vs_twin"] = {mode: round(value, 3) for mode, value in ratio.items()}
+                row["slower"] = [mode for mode in modes if ratio[mode] < 1 - SLOWER]     # unrounded
                 for mode in row["slower"]:
                     slow.append(f"{name} {mode}: {row[mode][SPEED]:,} events per CPU second, "
                                 f"{twin[mode][SPEED]:,} for {row['twin_of']}")
