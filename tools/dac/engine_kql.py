@@ -24,15 +24,20 @@ class KqlEngine:
         self.tables = tables
         self.now = now
         self.con = duckdb_kql.connect()
+        self.con.execute("SET enable_progress_bar = false")     # it would be drawn on standard output
         for table, columns in tables.items():
             ddl = ", ".join(f'"{c}" {DUCK_TYPES.get(t, "VARCHAR")}' for c, t in columns)
             self.con.execute(f'CREATE TABLE "{table}" ({ddl})')
 
     def load(self, table: str, rows: list[dict]) -> None:
-        """Replace the table's rows. Rows go through a temporary JSON-lines file that DuckDB reads
-        with the schema's types: row-by-row INSERTs take minutes for a million rows."""
-        columns = self.tables[table]
+        """Replace the table's rows."""
         self.con.execute(f'DELETE FROM "{table}"')
+        self.append(table, rows)
+
+    def append(self, table: str, rows: list[dict]) -> None:
+        """Add rows (a streamed input's, a batch at a time). Rows go through a temporary JSON-lines
+        file that DuckDB reads with the schema's types: row-by-row INSERTs take minutes for a million rows."""
+        columns = self.tables[table]
         if not rows:
             return
         with tempfile.NamedTemporaryFile("w", suffix=".jsonl", encoding="utf-8", delete=False) as f:

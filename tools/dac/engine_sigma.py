@@ -58,10 +58,7 @@ class SigmaEngine:
         if not rows:
             return set()
         query = self.sql(rule, target)
-        # only the columns the query names: loading every column of a million rows costs more
-        # than evaluating the rule
-        unquoted = re.sub(r"'(?:[^']|'')*'", "", query)
-        named = set(re.findall(r"[A-Za-z_]\w*", unquoted)) | set(re.findall(r"`([^`]+)`", unquoted))   # `executable.path`
+        named = _named(query)
         present: set[str] = set()
         for row in rows:
             present.update(row)
@@ -69,26 +66,24 @@ class SigmaEngine:
         columns = sorted(((present | _mapped_fields(target)) & named) - {"dac_key"}) + ["dac_key"]
         con = sqlite3.connect(":memory:")
         try:
-            con.create_function("regexp", 2, _regexp, deterministic=True)
             con.execute("CREATE TABLE logs (" + ", ".join(f'"{c}" TEXT COLLATE NOCASE' for c in columns) + ")")
             # strings (nearly every cell) go in as they are; the rest through _text; a generator,
             # so the rows are not copied into a second list first
             con.executemany(f"INSERT INTO logs VALUES ({', '.join('?' * len(columns))})",
                             ([v if (v := row.get(c)) is None or type(v) is str else _text(v) for c in columns]
                              for row in rows))
-            try:
-                cursor = con.execute(query.replace("SELECT *", "SELECT dac_key", 1))
-                return {r[0] for r in cursor.fetchall()}
-            except sqlite3.OperationalError:
-                # SQLite reports an exception in REGEXP as its own error: say which it was
-                if regex_budget.tripped():
-                    source = getattr(getattr(rule, "source", None), "path", None)
-                    raise regex_budget.RegexBudgetExceeded(regex_budget.tripped(), regex_budget.limit() or 0,
-                                                           f"rule {rule.title!r} ({source})" if source else
-                                                           f"rule {rule.title!r}") from None
-                raise
+            return _keys(con, query, rule)
         finally:
             con.close()
+
+    def matches_store(self, rule, target: Target, store, where: str) -> set[str]:
+        """Keys of the rows of a dac.row_store.RowStore, within `where` (the rule's log-source
+        scope), that the rule matches: the same SQL as `matches`, on a table built as it was read."""
+        query = self.sql(rule, target)
+        store.add_columns(sorted(_mapped_fields(target) & _named(query)))
+        # SQLite resolves names without case: a name the rule spells `uid` is the store's first
+        # spelling of it (auditd's raw field, not the enriched `UID` after it)
+        return _keys(store.con, query.replace(" FROM logs", f" FROM {store.view(where)}", 1), rule)
 
     def correlation_groups(self, corr, base_hits: list[tuple[str, list[dict], dict[str, str]]]) -> set[tuple]:
         """Groups that satisfy a correlation. base_hits: (rule name, matched rows, field map) in rule order."""
@@ -121,6 +116,28 @@ class SigmaEngine:
                     groups.add(key)
             return groups
         raise NotImplementedError(f"correlation type {corr.type} is not evaluated by the Sigma engine yet")
+
+
+def _named(query: str) -> set[str]:
+    """The identifiers a query names: only those columns are loaded (loading every column of a
+    million rows costs more than evaluating the rule)."""
+    unquoted = re.sub(r"'(?:[^']|'')*'", "", query)
+    return set(re.findall(r"[A-Za-z_]\w*", unquoted)) | set(re.findall(r"`([^`]+)`", unquoted))   # `executable.path`
+
+
+def _keys(con: sqlite3.Connection, query: str, rule) -> set[str]:
+    con.create_function("regexp", 2, _regexp, deterministic=True)
+    try:
+        cursor = con.execute(query.replace("SELECT *", "SELECT dac_key", 1))
+        return {r[0] for r in cursor.fetchall()}
+    except sqlite3.OperationalError:
+        # SQLite reports an exception in REGEXP as its own error: say which it was
+        if regex_budget.tripped():
+            source = getattr(getattr(rule, "source", None), "path", None)
+            raise regex_budget.RegexBudgetExceeded(regex_budget.tripped(), regex_budget.limit() or 0,
+                                                   f"rule {rule.title!r} ({source})" if source else
+                                                   f"rule {rule.title!r}") from None
+        raise
 
 
 def _mapped_fields(target: Target) -> frozenset[str]:

@@ -5,6 +5,7 @@ gzip or UTF-16; each file's format is given or sniffed (`auto`). Each file is re
 own with the engines of its format (Sigma semantics always; KQL for Defender rows, SPL for the
 Splunk sources). A hit names the rule, its tier (alert or hunting), the target and engines that
 fired, the host, and the 1-based input lines of every event that makes it up.
+A file is streamed through the engines (dac.stream_replay), so its size is not bounded by memory.
 """
 from __future__ import annotations
 
@@ -13,14 +14,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .convert import Query
-from .logs import InputError, SampleLog, read_log
+from .logs import InputError, open_log
 from .replay import LabelFile, Replayer, column_types
+from .stream_replay import StoredLog, load
 from .repo import Layout
 from .rules import RuleSet
 from .tiers import is_alert
 
-# the Python SPL reference re-runs every search at ~20k events/s; above this many Splunk events
-# per file only the DuckDB engine runs (`dac test` on testdata/ always runs both)
+# the Python SPL reference re-runs every search at ~20k events/s and needs the events in memory;
+# above this many Splunk events per file only the DuckDB engine runs (`dac test` on testdata/
+# always runs both)
 REFERENCE_LIMIT = 100_000
 PROGRESS_EVERY = 250_000
 
@@ -80,25 +83,31 @@ def hunt(layout: Layout, ruleset: RuleSet, queries: list[Query], inputs: list[st
         result = FileResult(shown, None)
         report.files.append(result)
         try:
-            log = read_log(path, shown, fmt, host, table, schemas)
+            stream = open_log(path, shown, fmt, host, table, schemas)
         except InputError as e:
             result.error = str(e)
             continue
-        result.format, result.shape, result.events = log.format, log.shape, len(log.rows)
-        result.skipped = [{"line": p.line, "reason": p.message} for p in log.problems]
-        if progress and (len(log.splunk_events) > PROGRESS_EVERY or len(log.rows) > PROGRESS_EVERY):
-            print(f"… {shown}: {len(log.rows):,} events read, running the rules", file=sys.stderr, flush=True)
-        hits, failures = _hits(layout, ruleset, queries, log, shown)
+        # streamed: the file is read once, into every engine, and never held in memory
+        selected = [q for q in queries if q.target.format == stream.format]
+        replayer = Replayer(layout, selected, ruleset)
+        say = (lambda n: print(f"… {shown}: {n:,} events read", file=sys.stderr, flush=True)) if progress else None
+        log = load(stream, replayer.now, lambda: replayer.kql, REFERENCE_LIMIT, say, PROGRESS_EVERY)
+        try:
+            result.format, result.shape, result.events = stream.format, stream.shape, log.events
+            result.skipped = [{"line": p.line, "reason": p.message} for p in stream.sorted_problems()]
+            if say and log.events >= PROGRESS_EVERY:
+                print(f"… {shown}: {log.events:,} events read, running the rules", file=sys.stderr, flush=True)
+            hits, failures = _hits(replayer, ruleset, selected, log, shown)
+        finally:
+            log.close()
         report.hits += hits
         report.failures += failures
     return report
 
 
-def _hits(layout: Layout, ruleset: RuleSet, queries: list[Query], log: SampleLog, shown: str) -> tuple[list[dict], list[str]]:
+def _hits(replayer: Replayer, ruleset: RuleSet, selected: list[Query], log: StoredLog, shown: str) -> tuple[list[dict], list[str]]:
     """The hits of every rule of the log's format, and the SPL engines' disagreements."""
     label = LabelFile(shown, Path(shown), log.format, None, None, {}, {})
-    selected = [q for q in queries if q.target.format == log.format]
-    replayer = Replayer(layout, selected, ruleset, spl_reference=len(log.splunk_events) <= REFERENCE_LIMIT)
     hits = []
     for v in replayer.run_log(label, log, selected):
         item = ruleset.by_name(v.rule)

@@ -157,6 +157,65 @@ def _rows_in_scope(query: Query, log: SampleLog, label: LabelFile) -> list[dict]
     return log.rows
 
 
+def scope_where(query: Query, fmt: str) -> str:
+    """_rows_in_scope as an SQL condition on a dac.row_store table (a streamed input)."""
+    rule = query.rule.rule
+    if fmt == "mde":
+        source = str(query.scope.state.get("source")).replace("'", "''")
+        where = f"dac_table = '{source}'"
+        if rule.logsource.category == "file_access":
+            writes = ", ".join(f"'{a}'" for a in sorted(MDE_WRITE_ACTIONS))
+            where += f" AND lower(coalesce(\"ActionType\", '')) NOT IN ({writes})"
+        return where
+    if fmt in ("auditd", "tracee"):
+        wanted = str(rule.logsource.category or rule.logsource.service).replace("'", "''")
+        return f"instr(dac_scope, '|{wanted}|') > 0"
+    if fmt == "sysmon":
+        return "\"EventID\" = '1'" if rule.logsource.category == "process_creation" else "0"
+    return "1"
+
+
+EVIDENCE_FIELDS = ("host",)
+
+
+class _ListRows:
+    """A log read whole: rule scope and matches over its list of rows."""
+
+    def __init__(self, log: SampleLog, label: LabelFile, sigma: SigmaEngine):
+        self.log, self.label, self.sigma = log, label, sigma
+
+    def matches(self, query: Query, rule) -> set[str]:
+        return self.sigma.matches(rule, query.target, _rows_in_scope(query, self.log, self.label))
+
+    def any(self, query: Query) -> bool:
+        return bool(_rows_in_scope(query, self.log, self.label))
+
+    def rows(self, query: Query, keys: set, fields: tuple[str, ...] | None = None) -> list[dict]:
+        return [r for r in _rows_in_scope(query, self.log, self.label) if r["dac_key"] in keys]
+
+
+class _StoredRows:
+    """A streamed log (dac.stream_replay.StoredLog): the same over its SQLite row store."""
+
+    def __init__(self, log, sigma: SigmaEngine):
+        self.log, self.sigma = log, sigma
+
+    def matches(self, query: Query, rule) -> set[str]:
+        return self.sigma.matches_store(rule, query.target, self.log.store, self._where(query))
+
+    def any(self, query: Query) -> bool:
+        return self.log.store.any(self._where(query))
+
+    def rows(self, query: Query, keys: set, fields: tuple[str, ...] | None = None) -> list[dict]:
+        return self.log.store.rows(keys, self._where(query), fields)
+
+    def _where(self, query: Query) -> str:
+        where = scope_where(query, self.log.format)
+        if self.log.format == "mde":
+            self.log.store.add_columns(["dac_table", "ActionType"])    # a file may have neither
+        return where
+
+
 class Replayer:
     def __init__(self, layout: Layout, queries: list[Query], ruleset: RuleSet, now: datetime | None = None,
                  spl_reference: bool = True):
@@ -195,9 +254,18 @@ class Replayer:
         return column_types(self.layout)
 
     def run_log(self, label: LabelFile, log: SampleLog, queries: list[Query]) -> list[Verdicts]:
+        """Verdicts of every query of the log's format. `log` is a SampleLog (read whole) or a
+        dac.stream_replay.StoredLog (streamed: rows in SQLite, SPL index and KQL tables loaded)."""
         results = []
-        spl = self.spl(log.splunk_events)
-        if log.format == "mde":
+        stored = hasattr(log, "store")
+        source = _StoredRows(log, self.sigma) if stored else _ListRows(log, label, self.sigma)
+        if stored:
+            spl = log.spl            # None for Defender input, which has no Splunk events
+            if spl is not None:
+                self._spl_sessions.append(spl)
+        else:
+            spl = self.spl(log.splunk_events)
+        if log.format == "mde" and not stored:
             # only this file's rows, so a query never sees another file's events
             for table in self.kql.tables:
                 self.kql.load(table, [r for r in log.rows if r["dac_table"] == table])
@@ -206,15 +274,14 @@ class Replayer:
                 continue
             rule_id = str(q.rule.rule.id)
             if q.rule.is_correlation:
-                results.append(self._run_correlation(q, label, log, spl))
+                results.append(self._run_correlation(q, label, source, spl))
                 continue
-            scope_rows = _rows_in_scope(q, log, label)
             expected = {k for k, ids in label.events.items() if rule_id in ids}
             v = Verdicts(q.rule.name, rule_id, q.target.name, label.path, expected, {e: None for e in ENGINES})
-            v.engines["sigma"] = self.sigma.matches(q.rule.rule, q.target, scope_rows)
+            v.engines["sigma"] = source.matches(q, q.rule.rule)
             if q.target.language == "kql":
                 try:
-                    v.engines["kql"] = {kql_key(r) for r in self.kql.run(q.text)} if scope_rows else set()
+                    v.engines["kql"] = {kql_key(r) for r in self.kql.run(q.text)} if source.any(q) else set()
                 except KqlNotTestable as e:
                     v.not_testable["kql"] = str(e)
             else:
@@ -223,12 +290,13 @@ class Replayer:
                     v.engines["spl"] = {spl_key(log.format, r) for r in rows}
                 except SplUnsupported as e:
                     v.not_testable["spl"] = str(e)
-            by_key = {r["dac_key"]: r for r in scope_rows}
+            # evidence: which event, where (a streamed file's rows give only these fields back)
+            by_key = {r["dac_key"]: r for r in source.rows(q, v.hits, EVIDENCE_FIELDS)}
             v.evidence = {k: [by_key[k]] for k in v.hits if k in by_key}
             results.append(v)
         return results
 
-    def _run_correlation(self, q: Query, label: LabelFile, log: SampleLog, spl: CheckedSpl) -> Verdicts:
+    def _run_correlation(self, q: Query, label: LabelFile, source: "_ListRows | _StoredRows", spl: CheckedSpl) -> Verdicts:
         corr = q.rule.rule
         group_by = list(corr.group_by or [])
         expected = {tuple(str(g.get(f)) for f in group_by) for g in label.correlations.get(str(corr.id), [])}
@@ -238,9 +306,8 @@ class Replayer:
             base_item = self.ruleset.by_name(ref.reference)
             scope = q.target.scope(base_item.rule)
             fake = Query(base_item, q.target, "", scope)
-            rows = _rows_in_scope(fake, log, label)
-            keys = self.sigma.matches(base_item.rule, q.target, rows)
-            base.append((base_item.name, [r for r in rows if r["dac_key"] in keys], scope.field_map))
+            keys = source.matches(fake, base_item.rule)
+            base.append((base_item.name, source.rows(fake, keys), scope.field_map))
         v.engines["sigma"] = self.sigma.correlation_groups(corr, base)
         members: dict[tuple, list[tuple[float, int, dict]]] = {}
         for order, (name, rows, field_map) in enumerate(base):

@@ -33,6 +33,15 @@ class CheckedSpl:
         self.differences: list[str] = []
         self.compared = 0           # searches run on both engines
 
+    @classmethod
+    def over(cls, index: SplIndex, reference_events: list[dict] | None, now) -> "CheckedSpl":
+        """Over an index already built (a streamed input); the reference runs only when the
+        events were few enough to keep (reference_events not None)."""
+        checked = cls([], now, reference=reference_events is not None)
+        checked._sessions = (SplSession(reference_events, now) if reference_events is not None else None,
+                             SqlSession(index, now))
+        return checked
+
     def _engines(self) -> tuple[SplSession | None, SqlSession]:
         # built at the first search: a Defender file has no Splunk events and never needs them
         if self._sessions is None:

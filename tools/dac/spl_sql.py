@@ -621,7 +621,9 @@ class SplIndex:
     never sit in Python at once."""
 
     def __init__(self, events: Iterable[dict], memory_limit: str | None = "1GB"):
+        # no progress bar: DuckDB draws it on standard output, inside `dac test --events --json`
         self.con = duckdb.connect()
+        self.con.execute("SET enable_progress_bar = false")
         # above the limit DuckDB spills sorts and aggregates to disk instead of growing (a million
         # audit records are ~400 MB of table)
         self._spill = tempfile.TemporaryDirectory(prefix="dac-spl-")

@@ -19,6 +19,7 @@ given for the file.
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from typing import Iterable, Iterator
 
 from .model import LogProblem, SampleLog
@@ -33,6 +34,10 @@ ENRICHED_SEPARATOR = "\x1d"
 ESCAPED_SEPARATOR = re.compile(r"#035(?=[A-Z][A-Z0-9_]*=)")
 # fields auditd writes as hex when their value is not plain printable ASCII without spaces/quotes
 UNTRUSTED = {"name", "exe", "comm", "cwd", "proctitle", "path", "new", "old"}
+_QUOTES = "\"'"
+_ANY_HEX = re.compile(r"[0-9A-Fa-f]+")
+# open flags in hex: a last digit of 1, 5, 9 or d is O_WRONLY (+ O_APPEND etc.): not a read
+_WRITE_FLAG_DIGITS = {"1", "5", "9", "d", "D"}
 EXECVE_SYSCALLS = {"59", "execve", "322", "execveat"}
 OPEN_SYSCALLS = {"2": "a1", "open": "a1", "257": "a2", "openat": "a2", "437": None, "openat2": None}
 
@@ -54,7 +59,7 @@ def decode_hex(value: str, nul: str = " ") -> str:
 
 def decode_proctitle(value: str) -> str:
     """PROCTITLE is hex of the NUL-separated argv unless it is plain text."""
-    if len(value) % 2 == 0 and re.fullmatch(r"[0-9A-Fa-f]+", value):
+    if len(value) % 2 == 0 and _ANY_HEX.fullmatch(value):
         return decode_hex(value)
     return value
 
@@ -70,31 +75,48 @@ def _decoded(key: str, raw: str) -> str:
 
 
 class _Record:
-    __slots__ = ("number", "line", "host", "type", "epoch", "serial", "pairs", "node", "shape")
+    __slots__ = ("number", "line", "host", "type", "epoch", "serial", "pairs", "node", "shape", "_fields")
 
     def __init__(self, number, line, host, match, wrapped: bool):
         self.number, self.line, self.host = number, line, host
-        self.type, self.epoch, self.serial, self.node = match["type"], match["epoch"], match["serial"], match["node"]
-        # rsyslog escapes the 0x1d byte as the text #035; audisp-syslog (audit 3.x) sends a space
-        body = ESCAPED_SEPARATOR.sub(ENRICHED_SEPARATOR, match["body"])
+        self.type, self.epoch, self.serial, self.node = match.group("type", "epoch", "serial", "node")
+        body = match["body"]
+        if "#035" in body:
+            # rsyslog escapes the 0x1d byte as the text #035; audisp-syslog (audit 3.x) sends a space
+            body = ESCAPED_SEPARATOR.sub(ENRICHED_SEPARATOR, body)
         raw, separator, enriched = body.partition(ENRICHED_SEPARATOR)
-        self.pairs = KV_RE.findall(raw) + KV_RE.findall(enriched)
+        self.pairs = KV_RE.findall(raw) + KV_RE.findall(enriched) if separator else KV_RE.findall(raw)
         self.shape = ("syslog, " if wrapped else "") + ("node=, " if self.node else "") + ("enriched" if separator else "raw")
+        self._fields = None
+
+    @property
+    def fields(self) -> dict[str, str]:
+        """The pairs with quotes removed (the last of a repeated key), made once: the Splunk event
+        and the assembled row both need them. Inline rather than unquote(): this runs per pair."""
+        if self._fields is None:
+            self._fields = {k: v[1:-1] if v[0] in _QUOTES and len(v) > 1 and v[-1] == v[0] else v
+                            for k, v in self.pairs}
+        return self._fields
 
 
 def _records(lines: Iterable[tuple[int, str]], shown: str, default_host: str, problems: list[LogProblem]) -> Iterator[_Record]:
+    last_prefix, last_host = None, None
     for number, line in nonblank(lines):
         match = AUDIT_RE.search(line)
         if not match:
             problems.append(LogProblem(shown, number, "not an audit record (expected [node=… ]type=… msg=audit(epoch:serial): …, optionally after a syslog header)"))
             continue
         host = match["node"]
-        if match.start() > 0:
-            header = parse_header(line)
-            if header is None or header.length != match.start():
-                problems.append(LogProblem(shown, number, "text before type=… is neither node=<host> nor a syslog header"))
-                continue
-            host = host or header.host
+        start = match.start()
+        if start > 0:
+            # the records of an event share their header (same second, same host): parse it once
+            if line[:start] != last_prefix:
+                header = parse_header(line)
+                last_prefix, last_host = (line[:start], header.host) if header is not None and header.length == start else (None, None)
+                if last_prefix is None:
+                    problems.append(LogProblem(shown, number, "text before type=… is neither node=<host> nor a syslog header"))
+                    continue
+            host = host or last_host
         record = _Record(number, line, host or default_host, match, match.start() > 0)
         if record.type in ("SYSCALL", "PATH", "PROCTITLE") and not record.pairs:
             problems.append(LogProblem(shown, number, f"truncated {record.type} record"))
@@ -106,7 +128,7 @@ def splunk_event(record: _Record) -> dict:
     """The record as the Splunk Add-on for Unix and Linux indexes it (sourcetype linux_audit):
     key=value pairs extracted with quotes removed and hex kept; the host is the machine that
     sent it (syslog header) or the forwarder's; `node` is a field of its own."""
-    fields = {k: unquote(v) for k, v in record.pairs}
+    fields = record.fields
     event = {"_raw": record.line, "_time": float(record.epoch), "host": record.host, "index": "linux",
              "sourcetype": "linux_audit", **fields, "type": record.type}
     if record.node:
@@ -130,46 +152,127 @@ def categories(row: dict) -> set[str]:
     if syscall in OPEN_SYSCALLS:
         flags_arg = OPEN_SYSCALLS[syscall]
         flags = row.get(flags_arg) if flags_arg else None
-        if flags is None or not re.search(r"[159dD]$", flags):
+        if flags is None or flags[-1:] not in _WRITE_FLAG_DIGITS:
             found.add("file_access")
     return found
 
 
-def read(lines: Iterable[tuple[int, str]], shown: str, host: str | None, splunk: bool = True) -> SampleLog:
-    """splunk=False skips the per-record Splunk events (most of the memory) for callers that
-    only need the assembled rows."""
-    log = SampleLog(shown, NAME)
-    assembled: dict[tuple[str, str, str], dict] = {}
-    shapes = set()
-    for record in _records(lines, shown, host or "localhost", log.problems):
-        shapes.add(record.shape)
-        if splunk:
-            log.splunk_events.append(splunk_event(record))
+# Open events are bounded: auditd writes an event's records together (EOE ends a multi-record
+# event), so an event still open after this many newer ones have started is complete or broken;
+# it is flushed to make room. Flushed keys are remembered (bounded too) so that a record arriving
+# after its event is reported as a skip instead of becoming a second, partial event.
+MAX_OPEN_EVENTS = 10_000
+REMEMBERED_FLUSHED = 100_000
+
+
+class Assembler:
+    """The records of each event (host, epoch, serial) gathered into one row, with at most
+    `max_open` events open at once. `add` returns the rows it completes (EOE or eviction);
+    `finish` the rest. A record of an event already flushed is a problem, not a row."""
+
+    def __init__(self, shown: str, problems: list[LogProblem], max_open: int = MAX_OPEN_EVENTS,
+                 remembered: int = REMEMBERED_FLUSHED):
+        self.shown, self.problems, self.max_open, self.remembered = shown, problems, max_open, remembered
+        # OrderedDict: popping the oldest is O(1); next(iter(dict)) after many pops from the front
+        # of a plain dict walks its deleted slots
+        self.open: OrderedDict[tuple[str, str, str], dict] = OrderedDict()     # oldest first
+        self.flushed: OrderedDict[tuple[str, str, str], str] = OrderedDict()   # key -> why it was flushed
+        self.peak_open = 0
+
+    def add(self, record: _Record) -> list[dict]:
         key = (record.host, record.epoch, record.serial)
-        row = assembled.get(key)
+        row = self.open.get(key)
+        done: list[dict] = []
         if row is None:
-            row = assembled[key] = {"dac_key": f"{record.host}:{record.serial}", "host": record.host,
+            why = self.flushed.get(key)
+            if why is not None:
+                self.problems.append(LogProblem(self.shown, record.number, f"{record.type} record of event "
+                                                f"{record.host}:{record.serial} arrives after the event was {why}"))
+                return done
+            if len(self.open) >= self.max_open:
+                oldest = next(iter(self.open))
+                done.append(self._flush(oldest, f"closed ({self.max_open:,} newer events were open)"))
+            row = self.open[key] = {"dac_key": f"{record.host}:{record.serial}", "host": record.host,
                                     "_time": float(record.epoch), "dac_lines": []}
+            self.peak_open = max(self.peak_open, len(self.open))
         row["dac_lines"].append(record.number)
-        if record.type == "SYSCALL":
-            for k, v in record.pairs:
-                if k != "type":
-                    row[k] = _decoded(k, v)
-        elif record.type == "PATH":
-            name = dict(record.pairs).get("name")
+        kind = record.type
+        if kind == "SYSCALL":
+            fields = record.fields
+            row.update(fields)
+            for k in UNTRUSTED.intersection(fields):
+                # hex-looking and not quoted in the record (comm="AB" is text): decode
+                if HEX_RE.fullmatch(fields[k]) and _raw_value(record.pairs, k)[0] not in _QUOTES:
+                    row[k] = decode_hex(fields[k])
+            if "type" in row:
+                del row["type"]
+        elif kind == "PATH":
+            name = _first(record.pairs, "name")
             if name is not None:
                 row.setdefault("names", []).append(_decoded("name", name))
-        elif record.type == "CWD":
-            cwd = dict(record.pairs).get("cwd")
+        elif kind == "CWD":
+            cwd = _first(record.pairs, "cwd")
             row["cwd"] = _decoded("cwd", cwd) if cwd is not None else None
-        elif record.type == "PROCTITLE":
-            title = dict(record.pairs).get("proctitle", "")
-            row["proctitle"] = decode_proctitle(unquote(title))
-    for row in assembled.values():
+        elif kind == "PROCTITLE":
+            row["proctitle"] = decode_proctitle(unquote(_first(record.pairs, "proctitle") or ""))
+        elif kind == "EOE":
+            done.append(self._flush(key, "ended (EOE)"))
+        return done
+
+    def finish(self) -> Iterator[dict]:
+        while self.open:
+            yield self._flush(next(iter(self.open)), "closed at the end of the input")
+
+    def _flush(self, key, why: str) -> dict:
+        row = self.open.pop(key)
+        self.flushed[key] = why
+        if len(self.flushed) > self.remembered:
+            self.flushed.popitem(last=False)
         names = row.pop("names", [])
         row["name"] = names[0] if len(names) == 1 else (sorted(set(names)) or None)
         row["dac_categories"] = categories(row)
-        log.rows.append(row)
+        return row
+
+
+def _raw_value(pairs: list[tuple[str, str]], key: str) -> str:
+    return next(v for k, v in reversed(pairs) if k == key)      # the last, as the fields dict keeps
+
+
+def _first(pairs: list[tuple[str, str]], key: str) -> str | None:
+    # dict(pairs).get(key) keeps the last of repeated keys; they do not repeat in these records
+    for k, v in pairs:
+        if k == key:
+            return v
+    return None
+
+
+def stream(lines: Iterable[tuple[int, str]], shown: str, host: str | None, problems: list[LogProblem],
+           shapes: set[str], splunk: bool = True, assembler: Assembler | None = None) -> Iterator[tuple[dict | None, dict | None]]:
+    """(row, Splunk event) pairs as the input is read: each record gives its Splunk event
+    (row None) as soon as it is read, each assembled event its row (event None) when complete.
+    Memory is bounded by the assembler's open-event table, not by the input."""
+    assembler = assembler or Assembler(shown, problems)
+    for record in _records(lines, shown, host or "localhost", problems):
+        shapes.add(record.shape)
+        if splunk:
+            yield None, splunk_event(record)
+        for row in assembler.add(record):
+            yield row, None
+    for row in assembler.finish():
+        yield row, None
+
+
+def read(lines: Iterable[tuple[int, str]], shown: str, host: str | None, splunk: bool = True) -> SampleLog:
+    """The whole input in memory (the labelled testdata). splunk=False skips the per-record
+    Splunk events for callers that only need the assembled rows."""
+    log = SampleLog(shown, NAME)
+    shapes: set[str] = set()
+    for row, event in stream(lines, shown, host, log.problems, shapes, splunk):
+        if row is not None:
+            log.rows.append(row)
+        if event is not None:
+            log.splunk_events.append(event)
+    log.rows.sort(key=lambda r: r["dac_lines"][0])      # the order events start in, whatever order they ended
     log.shape = "; ".join(sorted(shapes))
     return log
 

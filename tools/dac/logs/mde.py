@@ -16,11 +16,11 @@ a reported skip. Identity: `<DeviceName>:<ReportId>` (Defender's ReportId is a p
 """
 from __future__ import annotations
 
-import bisect
 import csv
 import json
 from datetime import datetime, timezone
-from typing import Iterable
+from itertools import chain
+from typing import Iterable, Iterator
 
 from .model import LogProblem, SampleLog
 from .source import nonblank
@@ -87,9 +87,15 @@ def _epoch(value: str) -> float:
 
 
 class _Reader:
-    def __init__(self, shown: str, table: str | None, schemas: dict[str, dict[str, str]]):
-        self.log = SampleLog(shown, NAME)
-        self.table, self.schemas, self.shapes = table, schemas, set()
+    def __init__(self, shown: str, table: str | None, schemas: dict[str, dict[str, str]],
+                 problems: list[LogProblem], shapes: set[str]):
+        self.log = SampleLog(shown, NAME, problems=problems)
+        self.table, self.schemas, self.shapes = table, schemas, shapes
+        self.ready: list[dict] = []     # rows typed since the caller last took them
+
+    def take(self) -> list[dict]:
+        ready, self.ready = self.ready, []
+        return ready
 
     def add(self, number: int, row, record: dict | None = None) -> None:
         shown = self.log.path
@@ -118,7 +124,7 @@ class _Reader:
         typed["host"] = typed["DeviceName"]
         typed["dac_key"] = f"{typed['DeviceName']}:{typed['ReportId']}"
         typed["dac_lines"] = [number]
-        self.log.rows.append(typed)
+        self.ready.append(typed)
 
     def rows_of(self, number: int, document) -> None:
         """One parsed JSON value that holds rows: a row, a record, an envelope or a response."""
@@ -144,22 +150,27 @@ class _Reader:
 
 
 def _document_lines(text: str, key_start: int) -> list[int]:
-    """1-based line of each element of the JSON array that starts at key_start."""
-    newlines = [i for i, c in enumerate(text) if c == "\n"]
+    """1-based line of each element of the JSON array that starts at key_start. The newlines are
+    counted between one element and the next (str.count), not by walking every character."""
     decoder = json.JSONDecoder()
     index, found = text.index("[", key_start) + 1, []
+    line, counted = 1 + text.count("\n", 0, index), index
     while True:
         while index < len(text) and text[index] in " \t\r\n,":
             index += 1
         if index >= len(text) or text[index] == "]":
             return found
-        found.append(bisect.bisect_left(newlines, index) + 1)
+        line += text.count("\n", counted, index)
+        counted = index
+        found.append(line)
         _, index = decoder.raw_decode(text, index)
 
 
-def read(lines: Iterable[tuple[int, str]], shown: str, table: str | None = None,
-         schemas: dict[str, dict[str, str]] | None = None) -> SampleLog:
-    reader = _Reader(shown, table, schemas or {})
+def stream(lines: Iterable[tuple[int, str]], shown: str, table: str | None, schemas: dict[str, dict[str, str]] | None,
+           problems: list[LogProblem], shapes: set[str]) -> Iterator[tuple[dict, None]]:
+    """(row, None) per row as the input is read (Defender rows have no Splunk events). A
+    pretty-printed JSON document is the exception: it is parsed whole (up to MAX_DOCUMENT_BYTES)."""
+    reader = _Reader(shown, table, schemas or {}, problems, shapes)
     iterator = iter(lines)
     first = None
     for number, line in iterator:
@@ -167,26 +178,39 @@ def read(lines: Iterable[tuple[int, str]], shown: str, table: str | None = None,
             first = (number, line)
             break
     if first is None:
-        return reader.log
+        return
     number, line = first
     stripped = line.lstrip()
-    if stripped.startswith(("{", "[")):
+    if not stripped.startswith(("{", "[")):
+        for _ in _read_csv(reader, first, iterator):
+            yield from ((row, None) for row in reader.take())
+        yield from ((row, None) for row in reader.take())
+        return
+    try:
+        reader.rows_of(number, json.loads(line))
+    except json.JSONDecodeError:
+        # a pretty-printed document (API response, envelope, array): read it whole
+        _read_document(reader, number, line, iterator)
+        yield from ((row, None) for row in reader.take())
+        return
+    except RecursionError:
+        problems.append(LogProblem(shown, number, "JSON nested too deeply"))
+    yield from ((row, None) for row in reader.take())
+    for number, line in nonblank(iterator):
         try:
             reader.rows_of(number, json.loads(line))
-        except json.JSONDecodeError:
-            # a pretty-printed document (API response, envelope, array): read it whole
-            _read_document(reader, number, line, iterator)
-            return _done(reader)
-        except RecursionError:
-            reader.log.problems.append(LogProblem(shown, number, "JSON nested too deeply"))
-        for number, line in nonblank(iterator):
-            try:
-                reader.rows_of(number, json.loads(line))
-            except (json.JSONDecodeError, RecursionError) as e:
-                reader.log.problems.append(LogProblem(shown, number, f"malformed JSON: {str(e)[:200]}"))
-        return _done(reader)
-    _read_csv(reader, first, iterator)
-    return _done(reader)
+        except (json.JSONDecodeError, RecursionError) as e:
+            problems.append(LogProblem(shown, number, f"malformed JSON: {str(e)[:200]}"))
+        yield from ((row, None) for row in reader.take())
+
+
+def read(lines: Iterable[tuple[int, str]], shown: str, table: str | None = None,
+         schemas: dict[str, dict[str, str]] | None = None) -> SampleLog:
+    log = SampleLog(shown, NAME)
+    shapes: set[str] = set()
+    log.rows = [row for row, _ in stream(lines, shown, table, schemas, log.problems, shapes)]
+    log.shape = ", ".join(sorted(shapes))
+    return log
 
 
 def _read_document(reader: _Reader, first_number: int, first_line: str, rest) -> None:
@@ -216,34 +240,31 @@ def _read_document(reader: _Reader, first_number: int, first_line: str, rest) ->
         reader.rows_of(first_number, document)
 
 
-def _read_csv(reader: _Reader, first, rest) -> None:
+def _read_csv(reader: _Reader, first, rest) -> Iterator[None]:
+    """Reads the CSV rows into the reader, yielding after each so the caller can take them."""
     reader.shapes.add("CSV export")
-    numbers: list[int] = []
+    last = [0]          # the number of the last line the csv module took
 
     def texts():
-        for number, line in [first, *rest]:
-            numbers.append(number)
+        for number, line in chain([first], rest):
+            last[0] = number
             yield line
     rows = csv.reader(texts())
     try:
         header = next(rows)
         for values in rows:
-            number = numbers[len(numbers) - 1 - _continuations(values)]
+            number = last[0] - _continuations(values)
             if not any(values):
                 continue
             if len(values) != len(header):
                 reader.log.problems.append(LogProblem(reader.log.path, number, f"CSV row has {len(values)} fields, the header {len(header)}"))
                 continue
             reader.add(number, dict(zip(header, values)))
+            yield
     except csv.Error as e:
-        reader.log.problems.append(LogProblem(reader.log.path, numbers[-1] if numbers else None, f"malformed CSV: {e}"))
+        reader.log.problems.append(LogProblem(reader.log.path, last[0] or None, f"malformed CSV: {e}"))
 
 
 def _continuations(values: list[str]) -> int:
     """Input lines a CSV record spans beyond its first (quoted fields may hold line breaks)."""
     return sum(v.count("\n") for v in values)
-
-
-def _done(reader: _Reader) -> SampleLog:
-    reader.log.shape = ", ".join(sorted(reader.shapes))
-    return reader.log

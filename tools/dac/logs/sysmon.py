@@ -17,7 +17,7 @@ import json
 import re
 import xml.etree.ElementTree as ET
 from datetime import datetime, timezone
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from .model import LogProblem, SampleLog
 from .source import nonblank
@@ -70,24 +70,31 @@ def _utc(value: str) -> float:
     return datetime.fromisoformat(value.replace(" ", "T") + "+00:00").astimezone(timezone.utc).timestamp()
 
 
-def read(lines: Iterable[tuple[int, str]], shown: str, host: str | None = None) -> SampleLog:
-    log = SampleLog(shown, NAME)
-    shapes = set()
+def stream(lines: Iterable[tuple[int, str]], shown: str, host: str | None, problems: list[LogProblem],
+           shapes: set[str]) -> Iterator[tuple[dict, dict]]:
+    """(row, Splunk event) per event line, as the input is read."""
     for number, line in nonblank(lines):
         try:
             wrapper_host, shape, xml_text = _event_xml(line)
             row = _parse(xml_text)
             row["_time"] = _utc(row.get("UtcTime") or "1970-01-01 00:00:00")
         except (ET.ParseError, ValueError, TypeError, RecursionError, AttributeError) as e:
-            log.problems.append(LogProblem(shown, number, f"not a Sysmon event: {str(e)[:200]}"))
+            problems.append(LogProblem(shown, number, f"not a Sysmon event: {str(e)[:200]}"))
             continue
         shapes.add(shape)
         event_host = wrapper_host or row["Computer"] or host or "localhost"
+        event = {**row, "_raw": line, "host": event_host, "index": "linux", "sourcetype": "sysmon:linux"}
         row["host"] = event_host
         row["dac_key"] = f"{row['Computer']}:{row['EventRecordID']}"
         row["dac_lines"] = [number]
+        yield row, event
+
+
+def read(lines: Iterable[tuple[int, str]], shown: str, host: str | None = None) -> SampleLog:
+    log = SampleLog(shown, NAME)
+    shapes: set[str] = set()
+    for row, event in stream(lines, shown, host, log.problems, shapes):
         log.rows.append(row)
-        log.splunk_events.append({**{k: v for k, v in row.items() if not k.startswith("dac_")}, "_raw": line,
-                                  "host": event_host, "index": "linux", "sourcetype": "sysmon:linux"})
+        log.splunk_events.append(event)
     log.shape = ", ".join(sorted(shapes))
     return log

@@ -12,7 +12,7 @@ them; `args` becomes one field per argument name in rows, and the multivalue fie
 from __future__ import annotations
 
 import json
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from .model import LogProblem, SampleLog
 from .source import nonblank
@@ -98,9 +98,9 @@ def command_line(arguments: dict, raw_args: list[dict]) -> str | None:
     return " ".join(_text(v) for v in argv if v is not None)
 
 
-def read(lines: Iterable[tuple[int, str]], shown: str, host: str | None = None) -> SampleLog:
-    log = SampleLog(shown, NAME)
-    shapes = set()
+def stream(lines: Iterable[tuple[int, str]], shown: str, host: str | None, problems: list[LogProblem],
+           shapes: set[str]) -> Iterator[tuple[dict, dict]]:
+    """(row, Splunk event) per event line, as the input is read."""
     for number, line in nonblank(lines):
         try:
             event = json.loads(line)
@@ -115,7 +115,7 @@ def read(lines: Iterable[tuple[int, str]], shown: str, host: str | None = None) 
             _flatten("", {k: v for k, v in event.items() if k != "args"}, flat)
             when = int(event.get("timestamp") or 0) / 1e9
         except (ValueError, TypeError, RecursionError) as e:
-            log.problems.append(LogProblem(shown, number, f"not a Tracee event: {str(e)[:200]}"))
+            problems.append(LogProblem(shown, number, f"not a Tracee event: {str(e)[:200]}"))
             continue
         flags = dict(zip(names, values)).get("flags")
         if flags:
@@ -127,8 +127,15 @@ def read(lines: Iterable[tuple[int, str]], shown: str, host: str | None = None) 
         row["target_path"] = target_path(arguments)
         row["command_line"] = command_line(arguments, args)
         row["dac_categories"] = categories(event.get("eventName"), arguments)
+        yield row, {**flat, **splunk_args(args), "_raw": line, "_time": when,
+                    "host": event_host, "index": "linux", "sourcetype": "tracee", "dac_key": str(number)}
+
+
+def read(lines: Iterable[tuple[int, str]], shown: str, host: str | None = None) -> SampleLog:
+    log = SampleLog(shown, NAME)
+    shapes: set[str] = set()
+    for row, event in stream(lines, shown, host, log.problems, shapes):
         log.rows.append(row)
-        log.splunk_events.append({**flat, **splunk_args(args), "_raw": line, "_time": when,
-                                  "host": event_host, "index": "linux", "sourcetype": "tracee", "dac_key": str(number)})
+        log.splunk_events.append(event)
     log.shape = ", ".join(sorted(shapes))
     return log
