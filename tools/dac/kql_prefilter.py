@@ -9,7 +9,7 @@ prefilter without anyone writing it.
 What is derived (Kusto terms are maximal runs of ASCII letters and digits, compared without
 case; docs: learn.microsoft.com/kusto/query/datatypes-string-operators):
 - `^abc…` (a literal prefix after the start anchor): `startswith "abc…"`;
-- otherwise a run of letters/digits that every match contains with a non-alphanumeric character
+- and a run of letters/digits that every match contains with a non-alphanumeric character
   or the string's edge on both sides (`/proc/` gives the term `proc`, `\\bgcore\\b` gives
   `gcore`): `has "proc"`; for an alternation each branch must give one, and the filter is
   `has_any (…)`.
@@ -100,6 +100,16 @@ def _before(items, i: int, left: bool) -> bool:
     return left if i == 0 else _edges(*items[i - 1])[1]
 
 
+def _optional_letter(items, j: int, right: bool) -> str | None:
+    """`x?` of one letter or digit right after a literal run, with a term boundary after it."""
+    if j < len(items) and items[j][0] is C.MAX_REPEAT:
+        low, high, inner = items[j][1]
+        if (low, high) == (0, 1) and len(inner) == 1 and inner[0][0] is C.LITERAL and chr(inner[0][1]) in _ALNUM:
+            if _after(items, j + 1, right):
+                return chr(inner[0][1])
+    return None
+
+
 def _terms(seq, left: bool, right: bool) -> list[str] | None:
     """Terms of which every match of seq contains at least one; None when there are none.
     left/right: whether what precedes / follows seq is guaranteed non-alphanumeric."""
@@ -108,8 +118,10 @@ def _terms(seq, left: bool, right: bool) -> list[str] | None:
 
     def consider(found: list[str]) -> None:
         nonlocal best
-        # one term beats an alternation; among single terms the longest is the most selective
-        if best is None or (len(found) == 1 and (len(best) > 1 or len(found[0]) > len(best[0]))):
+        # longer terms are rarer: the candidate whose shortest term is longest, then the fewest terms
+        def score(terms: list[str]) -> tuple[int, int]:
+            return min(len(t) for t in terms), -len(terms)
+        if best is None or score(found) > score(best):
             best = found
 
     i = 0
@@ -126,6 +138,8 @@ def _terms(seq, left: bool, right: bool) -> list[str] | None:
                 bounded_right = m.end() < len(text) or after
                 if bounded_left and bounded_right and len(m[0]) >= _MIN_TERM:
                     consider([m[0].lower()])
+                elif bounded_left and m.end() == len(text) and (tail := _optional_letter(items, j, right)):
+                    consider(sorted({m[0].lower(), (m[0] + tail).lower()}))       # maps? -> map or maps
             i = j
             continue
         if op is C.SUBPATTERN or op is C.BRANCH:
@@ -140,16 +154,17 @@ def _terms(seq, left: bool, right: bool) -> list[str] | None:
     return best
 
 
-def _prefix(seq) -> str | None:
+def _prefix(seq) -> tuple[str | None, list]:
+    """A literal prefix after `^`, and the items after it."""
     items = list(seq)
     if not items or items[0] != (C.AT, C.AT_BEGINNING):
-        return None
+        return None, items
     text = ""
     for op, av in items[1:]:
         if op is not C.LITERAL:
             break
         text += chr(av)
-    return text if len(text) >= 2 else None
+    return (text, items[1 + len(text):]) if len(text) >= 2 else (None, items)
 
 
 def prefilter(column: str, regex: str) -> str | None:
@@ -158,14 +173,15 @@ def prefilter(column: str, regex: str) -> str | None:
         parsed = P.parse(regex)
     except re.error:
         return None
-    if (prefix := _prefix(parsed)) is not None:
-        return f"{column} startswith {_kql_string(prefix)}"
-    terms = _terms(parsed, False, False)
-    if terms is None:
-        return None
-    if len(terms) == 1:
-        return f"{column} has {_kql_string(terms[0])}"
-    return f"{column} has_any ({', '.join(_kql_string(t) for t in terms)})"
+    prefix, rest = _prefix(parsed)
+    # after a prefix, a term of the rest narrows further (`startswith "/proc/"` is most of /proc)
+    terms = _terms(rest, prefix is not None and prefix[-1] not in _ALNUM, False)
+    filters = [f"{column} startswith {_kql_string(prefix)}"] if prefix is not None else []
+    if terms is not None and len(terms) == 1:
+        filters.append(f"{column} has {_kql_string(terms[0])}")
+    elif terms is not None:
+        filters.append(f"{column} has_any ({', '.join(_kql_string(t) for t in terms)})")
+    return " and ".join(filters) or None
 
 
 def _kql_string(text: str) -> str:
