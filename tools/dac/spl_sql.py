@@ -175,8 +175,11 @@ def search_sql(tree: tuple, fields: dict[str, str]) -> str:
             return f"coalesce(regexp_matches({raw}, {_lit(tree[1])}), FALSE)"
         if not tree[1]:
             return "FALSE"
+        # a semi-join of the events' major tokens with the terms (one hash probe per token; testing
+        # each event against a list of thousands of terms would be quadratic)
         listed = ", ".join(_lit(t) for t in sorted(tree[1]))
-        return f"coalesce(list_has_any(string_split_regex(lower({raw}), {_lit(MAJOR_REGEX)}), [{listed}]), FALSE)"
+        return (f"coalesce({raw} IN (SELECT r FROM (SELECT r, unnest(string_split_regex(lower(r), {_lit(MAJOR_REGEX)})) AS tok "
+                f"FROM (SELECT {raw} AS r FROM {{src}})) WHERE tok IN (SELECT unnest([{listed}]))), FALSE)")
     if kind == "subsearch":
         raise SplUnsupported("subsearch not resolved before compiling")      # SqlSession resolves it
     field = tree[1]
