@@ -184,15 +184,19 @@ def test_stix_bundle_keeps_revoked_and_deprecated_out_of_pysigma(repo_layout):
     assert sum(1 for o in bundle["objects"] if o["type"] == "x-mitre-tactic") == 14
 
 
-def test_kql_analyzer_hints_are_attributed_to_the_rule(repo_layout):
+def test_kql_analyzer_hints_are_attributed_to_the_rule(repo_layout, sandbox):
     from dac.convert import compile_rules
     from dac.targets import load_targets
     ruleset = load_rules(repo_layout)
     findings = lint_rules(repo_layout, ruleset, compile_rules(ruleset, load_targets(repo_layout)[0]))
+    assert [f for f in findings if f.validator == "dac_kql_analyzer"] == []      # the shipped KQL: no hints
+    write_rule(sandbox)         # CommandLine|contains: Kusto's KS500 hint
+    ruleset = load_rules(sandbox)
+    findings = lint_rules(sandbox, ruleset, compile_rules(ruleset, load_targets(sandbox)[0]))
     hints = [f for f in findings if f.validator == "dac_kql_analyzer"]
     assert hints and all(f.severity == "info" for f in hints)
-    mimi = next(f for f in hints if "MimiPenguin" in f.message)
-    assert mimi.path.endswith("proc_creation_lnx_mimipenguin.yml") and "KS500" in mimi.message
+    shadow = next(f for f in hints if "ShadowCat" in f.message)
+    assert shadow.path == RULE_PATH and "KS500" in shadow.message
 
 
 def test_lint_command_exit_codes(sandbox, capsys):

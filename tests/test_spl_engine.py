@@ -122,7 +122,9 @@ def test_streamstats_sort_append_table():
 
 @pytest.mark.parametrize("query, message", [
     ('index=linux | transaction cmd', "command `transaction`"),
-    ('index=linux sudo', "bare search term"),
+    ('index=linux [search index=linux | table cmd]', "one field `search`"),
+    ('index=linux [search index=linux | eval search="TERM(su*)" | table search]', "without wildcards"),
+    ('index=linux TERM(a b)', "TERM"),
     ('index=linux | eval x=md5(cmd)', "md5"),
     ('| makeresults', "base search"),
     ('index=linux | rex field=cmd "(?<x>a)" max_match=0', "rex"),
@@ -135,15 +137,53 @@ def test_outside_the_subset_is_refused(query, message):
         run_spl(query, EVENTS, NOW)
 
 
+RAW = [
+    {"_time": NOW - 1, "index": "r", "id": "1", "_raw": 'type=PATH msg=audit(1795341600.100:100): name="/proc/987/mem"'},
+    {"_time": NOW - 2, "index": "r", "id": "2", "_raw": 'type=PATH msg=audit(1795341600.100:101): name="/proc/meminfo"'},
+    {"_time": NOW - 3, "index": "r", "id": "3", "_raw": 'type=SYSCALL msg=audit(1795341600.100:100): key="t1003_007_procfs"',
+     "type": "SYSCALL"},
+    {"_time": NOW - 4, "index": "r", "id": "4", "_raw": '{"eventName":"security_file_open","args":[{"value":"/PROC/1/Maps"}]}'},
+    {"_time": NOW - 5, "index": "r", "id": "5", "_raw": "runmimipenguin --all"},
+]
+
+
+@pytest.mark.parametrize("search, expected", [
+    ("mem", ["1"]),                                  # a bare term lies on breakers: not in "meminfo"
+    ("MAPS", ["4"]),                                 # without case
+    ('"/proc/"', ["1", "2", "4"]),                   # a term starting and ending with breakers: a substring
+    ("proc mem", ["1"]),                             # terms AND, anywhere in the event
+    ("mem*", ["1", "2"]),                            # a wildcard stays inside a token
+    ("mimipenguin", []),                             # a term is never found inside a longer token...
+    ("*mimipenguin*", ["5"]),                        # ...unless wildcards say so
+    ("TERM(1795341600.100:100)", ["1", "3"]),        # TERM: a whole token between major breakers
+    ("TERM(/proc/987/mem)", ["1"]),
+    ("TERM(proc)", []),                              # minor breakers do not end a TERM
+    ("TERM(security_file_open)", ["4"]),             # quotes are major breakers
+    ("NOT mem", ["2", "3", "4", "5"]),
+    ("key=t1003_007_procfs", []),                    # field=value still needs the field, not _raw
+])
+def test_literal_terms_and_term_match_raw_as_splunk_indexes_it(search, expected):
+    assert [r["id"] for r in run_spl(f"index=r {search}", RAW, NOW)] == expected
+
+
+def test_subsearch_returns_the_serials_whose_records_the_base_search_keeps():
+    sub = ('[ search index=r type=SYSCALL | rex field=_raw "msg=audit\\((?<id>[0-9.]+:[0-9]+)\\)" '
+           '| eval search="TERM(" . id . ")" | table search ]')
+    assert [r["id"] for r in run_spl(f"index=r {sub}", RAW, NOW)] == ["1", "3"]
+    assert [r["id"] for r in run_spl(f"index=r NOT {sub}", RAW, NOW)] == ["2", "4", "5"]
+    # a subsearch without rows matches nothing (Splunk's empty format result)
+    assert run_spl('index=r [ search index=none | eval search="TERM(x)" | table search ]', RAW, NOW) == []
+
+
 AUDIT = """\
-type=SYSCALL msg=audit(1795341600.100:100): arch=c000003e syscall=257 success=yes exit=3 a0=ffffff9c a1=7ffd5c3e2a10 a2=0 a3=0 items=1 ppid=1 pid=1234 auid=1000 uid=0 gid=0 euid=0 suid=0 fsuid=0 egid=0 sgid=0 fsgid=0 tty=pts0 ses=3 comm="python3" exe="/usr/bin/python3.11" key="t"
+type=SYSCALL msg=audit(1795341600.100:100): arch=c000003e syscall=257 success=yes exit=3 a0=ffffff9c a1=7ffd5c3e2a10 a2=0 a3=0 items=1 ppid=1 pid=1234 auid=1000 uid=0 gid=0 euid=0 suid=0 fsuid=0 egid=0 sgid=0 fsgid=0 tty=pts0 ses=3 comm="python3" exe="/usr/bin/python3.11" key="t1003_007_procfs"
 type=CWD msg=audit(1795341600.100:100): cwd="/root"
 type=PATH msg=audit(1795341600.100:100): item=0 name="/proc/987/maps" inode=1 dev=00:15 mode=0100444 ouid=0 ogid=0 rdev=00:00 nametype=NORMAL
 type=PROCTITLE msg=audit(1795341600.100:100): proctitle=707974686F6E330064756D702E7079
-type=SYSCALL msg=audit(1795341630.100:101): arch=c000003e syscall=257 success=yes exit=3 a0=ffffff9c a1=7ffd5c3e2a10 a2=0 a3=0 items=1 ppid=1 pid=1234 auid=1000 uid=0 gid=0 euid=0 suid=0 fsuid=0 egid=0 sgid=0 fsgid=0 tty=pts0 ses=3 comm="python3" exe="/usr/bin/python3.11" key="t"
+type=SYSCALL msg=audit(1795341630.100:101): arch=c000003e syscall=257 success=yes exit=3 a0=ffffff9c a1=7ffd5c3e2a10 a2=0 a3=0 items=1 ppid=1 pid=1234 auid=1000 uid=0 gid=0 euid=0 suid=0 fsuid=0 egid=0 sgid=0 fsgid=0 tty=pts0 ses=3 comm="python3" exe="/usr/bin/python3.11" key="t1003_007_procfs"
 type=PATH msg=audit(1795341630.100:101): item=0 name="/proc/987/mem" inode=1 dev=00:15 mode=0100600 ouid=0 ogid=0 rdev=00:00 nametype=NORMAL
 type=PROCTITLE msg=audit(1795341630.100:101): proctitle=707974686F6E330064756D702E7079
-type=SYSCALL msg=audit(1795341700.100:102): arch=c000003e syscall=257 success=yes exit=3 a0=ffffff9c a1=7ffd5c3e2a10 a2=0 a3=0 items=1 ppid=1 pid=1234 auid=1000 uid=0 gid=0 euid=0 suid=0 fsuid=0 egid=0 sgid=0 fsgid=0 tty=pts0 ses=3 comm="python3" exe="/usr/bin/python3.11" key="t"
+type=SYSCALL msg=audit(1795341700.100:102): arch=c000003e syscall=257 success=yes exit=3 a0=ffffff9c a1=7ffd5c3e2a10 a2=0 a3=0 items=1 ppid=1 pid=1234 auid=1000 uid=0 gid=0 euid=0 suid=0 fsuid=0 egid=0 sgid=0 fsgid=0 tty=pts0 ses=3 comm="python3" exe="/usr/bin/python3.11" key="t1003_007_procfs"
 type=PATH msg=audit(1795341700.100:102): item=0 name="/proc/555/mem" inode=1 dev=00:15 mode=0100600 ouid=0 ogid=0 rdev=00:00 nametype=NORMAL
 """
 
@@ -160,6 +200,10 @@ def test_auditd_records_are_joined_by_the_search_itself(tmp_path: Path):
     rows = run_spl((conversions / "file_access_lnx_proc_mem_access.spl").read_text(), events, NOW)
     assert [(r["audit_serial"], r["name"], r.get("proctitle")) for r in rows] == [
         ("101", "/proc/987/mem", "python3 dump.py"), ("102", "/proc/555/mem", None)]     # mem reads alert; maps alone does not
+    # opens the project's audit rules did not tag (key=) are not read, however they look
+    path.write_text(AUDIT.replace('key="t1003_007_procfs"', 'key="other"'))
+    other = read_log(path, "audit.log", "auditd", "web-01").splunk_events
+    assert run_spl((conversions / "file_access_lnx_proc_mem_access.spl").read_text(), other, NOW) == []
     rows = run_spl((conversions / "correlation_lnx_proc_maps_then_mem_read.spl").read_text(), events, NOW)
     # maps (30 s before) and mem of 987 within the minute; 555's mem has no maps read
     assert [(r["Computer"], r["TargetProcessId"], r["event_type"]) for r in rows] == [("web-01", "987", "ProcMemRead")]

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from sigma.exceptions import SigmaError
 from sigma.rule import SigmaRule
 
+from .kql_prefilter import add_prefilters
 from .correlation import Branch, CorrelationError, kql_correlation, spl_correlation
 from .problems import DacError, Problem
 from .rules import LoadedRule, RuleSet, rule_detection_items
@@ -36,7 +37,8 @@ def _convert_single(item: LoadedRule, target: Target) -> str:
     queries = target.backend.convert_rule(rule)
     if len(queries) != 1:
         raise SigmaError(f"expected one query, pySigma produced {len(queries)}")
-    return queries[0]
+    # KQL: a term-index filter in front of every regex that has one (dac.kql_prefilter)
+    return add_prefilters(queries[0]) if target.backend_id == "kusto" else queries[0]
 
 
 def _logsource_text(rule: SigmaRule) -> str:

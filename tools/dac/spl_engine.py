@@ -7,7 +7,9 @@ a pass). Supported:
 
 - the search language: `field=value`, `field!=value`, `field IN (…)`, `*` wildcards, values
   compared without case, NOT / OR / AND with Splunk's precedence (NOT binds tightest, then OR,
-  then AND, so `a b OR c` is `a AND (b OR c)`), `earliest=`/`latest=` relative times;
+  then AND, so `a b OR c` is `a AND (b OR c)`), `earliest=`/`latest=` relative times; bare
+  terms and TERM() matched in _raw on Splunk's breakers, and `[search …]` subsearches whose rows
+  are `search=TERM(x)` (spl_parse);
 - commands: search, where, eval, rex field=, regex, stats, streamstats, sort, append [subsearch],
   table, fields, head, dedup;
 - eval functions: if case coalesce null isnull isnotnull match replace urldecode mvindex mvfind
@@ -32,7 +34,8 @@ from typing import Callable, Iterable
 from urllib.parse import unquote
 
 from .spl_parse import (COMPARISONS, NUMBER, Pipeline, Rex, Search, Sort, Stats, SplUnsupported, cache_points,
-                        parse_pipeline, prefix_keys, python_regex, resolve_time, text_value, wildcard)
+                        major_tokens, parse_pipeline, prefix_keys, python_regex, resolve_time, subsearch_terms,
+                        text_value, wildcard)
 
 __all__ = ["SplSession", "SplUnsupported", "run_spl"]
 
@@ -84,18 +87,43 @@ def _exact_any(field: str, items: list[str]) -> Callable[[Event], bool]:
     return match
 
 
-def _search_predicate(tree: tuple) -> Callable[[Event], bool]:
+def _raw_text(e: Event) -> str | None:
+    raw = e.get("_raw")
+    return None if raw is None else text_value(_first(raw))
+
+
+def _subsearch(sub: Pipeline, session) -> Callable[[Event], bool]:
+    """`[search …]` as a search term: its TERM(x) rows, any of which must be a token of _raw. The
+    subsearch runs once, the first time an event is tested."""
+    if session is None:
+        raise SplUnsupported("a subsearch needs a session")
+    run_sub, terms = session.compile_pipeline(sub), []
+
+    def match(e: Event) -> bool:
+        if not terms:
+            terms.append(subsearch_terms(run_sub()))
+        raw = _raw_text(e)
+        return raw is not None and not terms[0].isdisjoint(major_tokens(raw))
+    return match
+
+
+def _search_predicate(tree: tuple, session=None) -> Callable[[Event], bool]:
     kind = tree[0]
     if kind == "all":
         return lambda e: True
+    if kind == "raw":
+        pattern = re.compile(tree[1])
+        return lambda e: (raw := _raw_text(e)) is not None and pattern.search(raw) is not None
+    if kind == "subsearch":
+        return _subsearch(tree[1], session)
     if kind == "and":
-        parts = [_search_predicate(t) for t in tree[1]]
+        parts = [_search_predicate(t, session) for t in tree[1]]
         return lambda e: all(p(e) for p in parts)
     if kind == "or":
-        parts = [_search_predicate(t) for t in tree[1]]
+        parts = [_search_predicate(t, session) for t in tree[1]]
         return lambda e: any(p(e) for p in parts)
     if kind == "not":
-        inner = _search_predicate(tree[1])
+        inner = _search_predicate(tree[1], session)
         return lambda e: not inner(e)
     if kind == "in":
         _, field, items = tree
@@ -118,8 +146,8 @@ def _search_predicate(tree: tuple) -> Callable[[Event], bool]:
     return lambda e: any((n := _number(v)) is not None and compare(float(n), number) for v in _values(e.get(field)))
 
 
-def _search_filter(search: Search, now: float) -> Callable[[Event], bool]:
-    pred = _search_predicate(search.tree)
+def _search_filter(search: Search, now: float, session=None) -> Callable[[Event], bool]:
+    pred = _search_predicate(search.tree, session)
     if search.earliest is None and search.latest is None:
         return pred
     low = resolve_time(search.earliest, now) if search.earliest is not None else float("-inf")
@@ -351,7 +379,7 @@ def _per_event(kind: str, fn: Callable[[Event], object]) -> Command:
 
 
 def _cmd_search(spec: Search, session) -> Command:
-    return _per_event("filter", _search_filter(spec, session.now))
+    return _per_event("filter", _search_filter(spec, session.now, session))
 
 
 def _cmd_where(spec: tuple, session) -> Command:
@@ -597,7 +625,7 @@ class SplSession:
         return self.compile_pipeline(parse_pipeline(text))
 
     def compile_pipeline(self, pipeline: Pipeline) -> Callable[[], list[Event]]:
-        base = _search_filter(pipeline.base, self.now)
+        base = _search_filter(pipeline.base, self.now, self)
         steps = [(step.name, _COMMANDS[step.name](step.spec, self)) for step in pipeline.steps]
         keys = prefix_keys(pipeline)
         cache_at = cache_points(pipeline.steps)

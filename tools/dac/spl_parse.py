@@ -5,7 +5,8 @@ engines refuse the same queries with the same message.
 
 Trees are tuples:
 - search: ("all",) | ("cmp", field, op, value) | ("in", field, [values]) | ("and", [t…]) |
-  ("or", [t…]) | ("not", t)
+  ("or", [t…]) | ("not", t) | ("raw", regex) (a bare literal or TERM(), matched in _raw) |
+  ("subsearch", Pipeline) (`[search …]` whose rows each give one `search` value TERM(x))
 - eval: ("num", n) | ("str", s) | ("field", name) | ("call", name, [t…]) | ("bin", op, l, r) |
   ("not", t) | ("neg", t)
 """
@@ -76,8 +77,11 @@ _SEARCH_TOKEN = re.compile(r"""
       (?P<in>[A-Za-z_][\w.{}:-]*)\s+IN\s*\((?P<list>(?:"(?:\\.|[^"\\])*"|[^()"])*)\)
     | (?P<field>[A-Za-z_][\w.{}:-]*)\s*(?P<op>!=|<=|>=|=|<|>)\s*(?P<value>"(?:\\.|[^"\\])*"|[^\s()"]+)
     | (?P<kw>NOT|OR|AND)(?=[\s(]|$)
+    | TERM\((?P<term>[^\s()\[\]"]+)\)(?=[\s()]|$)
+    | (?P<badterm>TERM\()
+    | (?P<sub>\[(?:"(?:\\.|[^"\\])*"|[^\[\]"]|\[(?:"(?:\\.|[^"\\])*"|[^\[\]"])*\])*\])
     | (?P<paren>[()])
-    | (?P<other>"(?:\\.|[^"\\])*"|\S+)
+    | (?P<other>"(?:\\.|[^"\\])*"|[^\s()]+)
     )""", re.X)
 
 TIME_UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -151,10 +155,19 @@ class _SearchParser:
                 tokens.append(("cmp", (m["field"], m["op"], unquote(m["value"]))))
             elif m["kw"]:
                 tokens.append(("kw", m["kw"]))
+            elif m["badterm"]:
+                raise SplUnsupported("TERM() takes one token without spaces, quotes or brackets")
+            elif m["term"]:
+                tokens.append(("raw", term_regex(m["term"])))
+            elif m["sub"]:
+                tokens.append(("subsearch", parse_pipeline(m["sub"][1:-1].strip())))
             elif m["paren"]:
                 tokens.append(("paren", m["paren"]))
             else:
-                raise SplUnsupported(f"bare search term {m['other']!r} (only field=value, IN, NOT/OR/AND are evaluated)")
+                other = m["other"]
+                if other.startswith("["):
+                    raise SplUnsupported(f"cannot read search term {other!r}")
+                tokens.append(("raw", literal_regex(unquote(other))))
         return tokens
 
     def _peek(self):
@@ -212,6 +225,8 @@ class _SearchParser:
             return inner
         if kind == "in":
             return ("in", *val)
+        if kind in ("raw", "subsearch"):
+            return (kind, val)
         if kind == "cmp":
             field, op, value = val
             if field in ("earliest", "latest"):
@@ -221,6 +236,61 @@ class _SearchParser:
                 raise SplUnsupported(f"{field}{op}{value}: only numeric comparisons are evaluated")
             return ("cmp", field, op, value)
         raise SplUnsupported(f"unexpected {val!r} in search")
+
+
+# Splunk's default segmenters (segmenters.conf): an event's raw text is indexed as the tokens
+# between major breakers, and each of those again split at minor breakers. A bare search term
+# matches where it lies on token boundaries; TERM(x) only where x is a whole major-breaker token
+# (so TERM(1795341600.100:100) finds that audit serial and nothing else). Both without case.
+MAJOR_BREAKERS = " \t\r\n[]<>(){}|!;,'\"*&?+"
+MINOR_BREAKERS = "/:=@.$#%\\_-"
+_MAJOR = "[ \\t\\r\\n\\[\\]<>(){}|!;,'\"*&?+]"
+MAJOR_REGEX = _MAJOR                   # for splitting _raw into its major tokens (DuckDB and re)
+_ANY_BREAKER = "[ \\t\\r\\n\\[\\]<>(){}|!;,'\"*&?+/:=@.$#%\\\\_-]"
+
+
+def _glob(text: str) -> str:
+    # `*` stays inside one major token, as Splunk's wildcard terms do
+    # escapes only regex syntax, which Python's re and RE2 read alike
+    return "".join(f"[^{_MAJOR[1:-1]}]*" if part == "*" else re.sub(r"([.^$+?{}\[\]\\|()])", r"\\\1", part)
+                   for part in re.split(r"(\*)", text))
+
+
+def term_regex(text: str) -> str:
+    """TERM(text): text is a whole token between major breakers (or the ends) of _raw."""
+    return f"(?i)(?:^|{_MAJOR}){_glob(text)}(?:{_MAJOR}|$)"
+
+
+def literal_regex(text: str) -> str:
+    """A bare (or quoted) term: text in _raw, starting and ending on a breaker boundary."""
+    breakers = MAJOR_BREAKERS + MINOR_BREAKERS
+    if not text.strip("*"):
+        raise SplUnsupported(f"search term {text!r} matches everything")
+    left = "" if text[0] in breakers or text[0] == "*" else f"(?:^|{_ANY_BREAKER})"
+    right = "" if text[-1] in breakers or text[-1] == "*" else f"(?:{_ANY_BREAKER}|$)"
+    return f"(?i){left}{_glob(text)}{right}"
+
+
+_SUBSEARCH_TERM = re.compile(r"TERM\(([^\s()\[\]\"*]+)\)")
+
+
+def subsearch_terms(rows: list[dict]) -> set[str]:
+    """The major tokens a subsearch's rows stand for. Splunk ORs the rows of a subsearch and uses a
+    field named `search` verbatim; the subset evaluated is rows of that one field, each TERM(x)."""
+    terms = set()
+    for row in rows:
+        value = row.get("search")
+        extra = set(row) - {"search"}
+        m = _SUBSEARCH_TERM.fullmatch(value) if isinstance(value, str) else None
+        if extra or m is None:
+            raise SplUnsupported("a subsearch in a search must return rows of one field `search`, each "
+                                 f"TERM(x) without wildcards (found {row!r:.80})")
+        terms.add(m[1].lower())
+    return terms
+
+
+def major_tokens(raw: str) -> set[str]:
+    return set(re.split(MAJOR_REGEX, raw.lower()))
 
 
 def parse_search(text: str) -> Search:

@@ -38,8 +38,9 @@ from urllib.parse import unquote
 
 import duckdb
 
-from .spl_parse import (NUMBER, Pipeline, Rex, Search, Sort, SplUnsupported, Stats, cache_points, parse_pipeline,
-                        prefix_keys, python_regex, resolve_time, text_value, wildcard)
+from .spl_parse import (MAJOR_REGEX, NUMBER, Pipeline, Rex, Search, Sort, SplUnsupported, Stats, cache_points,
+                        parse_pipeline, prefix_keys, python_regex, resolve_time, subsearch_terms, text_value,
+                        wildcard)
 
 SEQ = '"#seq"'
 _TABLE_NUMBERS = itertools.count(1)       # temporary tables are per connection, sessions may share one
@@ -166,6 +167,21 @@ def search_sql(tree: tuple, fields: dict[str, str]) -> str:
         return "(" + f" {kind.upper()} ".join(search_sql(t, fields) for t in tree[1]) + ")"
     if kind == "not":
         return f"(NOT {search_sql(tree[1], fields)})"
+    if kind in ("raw", "terms"):
+        if "_raw" not in fields:
+            return "FALSE"
+        raw = _text1(Expr(column("_raw"), fields["_raw"]))
+        if kind == "raw":
+            return f"coalesce(regexp_matches({raw}, {_lit(tree[1])}), FALSE)"
+        if not tree[1]:
+            return "FALSE"
+        # a semi-join of the events' major tokens with the terms (one hash probe per token; testing
+        # each event against a list of thousands of terms would be quadratic)
+        listed = ", ".join(_lit(t) for t in sorted(tree[1]))
+        return (f"coalesce({raw} IN (SELECT r FROM (SELECT r, unnest(string_split_regex(lower(r), {_lit(MAJOR_REGEX)})) AS tok "
+                f"FROM (SELECT {raw} AS r FROM {{src}})) WHERE tok IN (SELECT unnest([{listed}]))), FALSE)")
+    if kind == "subsearch":
+        raise SplUnsupported("subsearch not resolved before compiling")      # SqlSession resolves it
     field = tree[1]
     if field not in fields:
         return "FALSE"          # a term on a field the events lack never matches
@@ -695,8 +711,11 @@ class SqlSession:
 
     def run(self, text: str) -> list[dict]:
         """Execute one SPL search; returns its result rows, as the reference engine does."""
+        return self._rows(parse_pipeline(text))
+
+    def _rows(self, pipeline: Pipeline) -> list[dict]:
         try:
-            chain = self._compile(parse_pipeline(text))
+            chain = self._compile(pipeline)
             cursor = self.con.execute(chain.sql(f"SELECT * FROM {{src}} ORDER BY {SEQ}"))
         except duckdb.Error as e:
             if MULTIVALUE_BY in str(e):
@@ -733,7 +752,7 @@ class SqlSession:
             chain = _Chain(*self._cache[keys[start - 1]])
         else:
             chain = _Chain(f"(SELECT *, rowid AS {SEQ} FROM spl_index)", self.index.fields)
-            _search_step(chain, pipeline.base, self.now)
+            _search_step(chain, self._resolve(pipeline.base), self.now)
         for i in range(start, len(pipeline.steps)):
             self._step(chain, pipeline.steps[i])
             if i in points:
@@ -745,9 +764,21 @@ class SqlSession:
         if step.name == "append":
             self._append(chain, step.spec)
         elif step.name == "search":
-            _search_step(chain, step.spec, self.now)
+            _search_step(chain, self._resolve(step.spec), self.now)
         else:
             _STEPS[step.name](chain, step.spec)
+
+    def _resolve(self, search: Search) -> Search:
+        """Run each subsearch of a search first (as Splunk does) and put its terms in its place."""
+        def walk(tree: tuple) -> tuple:
+            if tree[0] == "subsearch":
+                return ("terms", frozenset(subsearch_terms(self._rows(tree[1]))))
+            if tree[0] in ("and", "or"):
+                return (tree[0], [walk(t) for t in tree[1]])
+            if tree[0] == "not":
+                return ("not", walk(tree[1]))
+            return tree
+        return Search(walk(search.tree), search.earliest, search.latest)
 
     def _append(self, chain: _Chain, sub: Pipeline) -> None:
         """The subsearch's rows after this pipeline's, fields of both (a field text on one side and

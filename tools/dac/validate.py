@@ -1,11 +1,12 @@
 """Validate generated queries: KQL with Microsoft's Kusto.Language analyzer against the table
-schemas in sentinel/schemas/, SPL with dac's structural checker, Sentinel analytic templates
-against their schema and their entity columns against the query output. Errors fail; analyzer
-hints and warnings are reported."""
+schemas in sentinel/schemas/, SPL with dac's structural checker, both against the query-cost
+rules (dac.cost_check), Sentinel analytic templates against their schema and their entity
+columns against the query output. Errors fail; analyzer hints and warnings are reported."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .cost_check import check_cost
 from .kql_analyzer import analyze, is_error, load_schemas
 from .problems import Problem
 from .sentinel_analytics import check_sentinel_files
@@ -36,6 +37,8 @@ def validate_artifacts(files: dict[str, str], layout: Layout) -> ValidationRepor
         for p in check_spl(text):
             report.errors.append(Problem(path, p.line, f"SPL: {p.message}"))
         report.spl_checked += 1
+    # query cost: selective SPL base searches, a term filter before every KQL regex/contains
+    report.errors += check_cost(files, layout.root)
     # Sentinel analytic templates: schema, and every entity column present in the query output
     report.errors += check_sentinel_files(files, layout)
     return report
