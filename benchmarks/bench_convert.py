@@ -92,6 +92,14 @@ def main() -> int:
         app = yaml.safe_load((big / "splunk" / "app.yml").read_text())
         app.pop("overrides", None)          # keyed by the original rule ids, which the copies replace
         (big / "splunk" / "app.yml").write_text(yaml.safe_dump(app))
+        # no composed hunting query over 500 copies: it would exceed Sentinel's 10,000-character
+        # query limit (a real repository composes one per technique, over distinct rules)
+        targets = yaml.safe_load((big / "sigma" / "targets.yml").read_text())
+        targets.pop("hunting", None)
+        (big / "sigma" / "targets.yml").write_text(yaml.safe_dump(targets, sort_keys=False))
+        analytics = yaml.safe_load((big / "sentinel" / "analytics.yml").read_text())
+        analytics.pop("overrides", None)    # keyed by the original rule ids and the hunting name
+        (big / "sentinel" / "analytics.yml").write_text(yaml.safe_dump(analytics, sort_keys=False))
         count = make_copies(big, args.rules)
         wall, rss = run_convert(big)
         outputs = sum(1 for _ in (big / "conversions").rglob("*.*")) + sum(1 for _ in (big / "sentinel").rglob("*.json"))

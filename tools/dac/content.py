@@ -25,7 +25,9 @@ from .problems import Problem
 
 SENTINEL_QUERY_LIMIT = 10_000
 SPL_LINE_LIMIT = 100_000
-ARTIFACT_LIMIT = 2_000_000
+# a guard against runaway output, not a SIEM limit: 500 rules on three Splunk targets write a
+# savedsearches.conf of about 4 MB (the auditd searches carry their record-assembly preamble)
+ARTIFACT_LIMIT = 8_000_000
 RULE_FILE_LIMIT = 1_000_000
 BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 ALLOWED_CONTROLS = frozenset("\n\t")
