@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 
@@ -86,10 +87,13 @@ def test_the_benign_corpus_has_at_least_twenty_cited_programs():
     assert {e["truth"] for e in corpus} == {"benign", "T1003.007", "malicious-context"}
 
 
-def test_corpus_files_are_what_the_generator_renders():
+def test_corpus_files_are_what_the_generator_renders(sandbox):
+    """The generator runs in a copy of the repository (other tests read testdata/ meanwhile)."""
     before = {p.name: p.read_bytes() for p in CORPUS.iterdir() if p.is_file()}
-    subprocess.run([sys.executable, str(REPO / "tools" / "make_corpus.py")], check=True)
-    after = {p.name: p.read_bytes() for p in CORPUS.iterdir() if p.is_file()}
+    shutil.copy(REPO / "tools" / "make_corpus.py", sandbox.root / "tools" / "make_corpus.py")
+    subprocess.run([sys.executable, str(sandbox.root / "tools" / "make_corpus.py")], check=True)
+    corpus = sandbox.root / "testdata" / "corpus"
+    after = {p.name: p.read_bytes() for p in corpus.iterdir() if p.is_file()}
     assert after == before, "testdata/corpus/ is stale: run tools/make_corpus.py --record and review the label diff"
 
 
