@@ -12,7 +12,7 @@ import sys
 import pytest
 import yaml
 
-from conftest import REPO, run_dac
+from conftest import REPO
 from dac.repo import Layout
 from dac.rules import load_rules
 from dac.tiers import is_alert
@@ -98,13 +98,10 @@ def test_corpus_files_are_what_the_generator_renders(sandbox):
 
 
 @pytest.fixture(scope="module")
-def metrics(tmp_path_factory):
-    import contextlib
-    import io
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        assert run_dac("test", "--json") == 0
-    return json.loads(out.getvalue())["metrics"]
+def metrics(repo_test_json):
+    code, data = repo_test_json
+    assert code == 0
+    return data["metrics"]
 
 
 def test_every_alert_rule_is_precise_on_the_truth_labels(metrics):
