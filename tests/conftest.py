@@ -1,6 +1,9 @@
 """Shared fixtures: the real repository, and throw-away copies of it for bad-input tests."""
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 import shutil
 from pathlib import Path
 
@@ -35,6 +38,16 @@ def sandbox(tmp_path, monkeypatch) -> Layout:
 
 def run_dac(*args: str) -> int:
     return main(list(args))
+
+
+@pytest.fixture(scope="session")
+def repo_test_json() -> tuple[int, dict]:
+    """`dac test --json` on the repository (every query on every labelled log, all engines), run
+    once per session and shared: its exit code and its parsed output."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = run_dac("test", "--json")
+    return code, json.loads(out.getvalue())
 
 
 def write_repo_file(layout: Layout, path: str, text: str) -> None:

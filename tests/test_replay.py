@@ -59,9 +59,9 @@ def test_dac_test_passes_on_the_repository_testdata(capsys):
     assert f"rows compared with the Python reference's on {searches} searches" in out.out
 
 
-def test_json_output_lists_every_verdict(capsys):
-    assert run_dac("test", "--json") == 0
-    data = json.loads(capsys.readouterr().out)
+def test_json_output_lists_every_verdict(repo_test_json):
+    code, data = repo_test_json
+    assert code == 0
     assert data["failures"] == []
     engines_run = {(v["target"], e) for v in data["verdicts"] for e, keys in v["engines"].items() if keys is not None}
     assert {("sentinel", "sigma"), ("sentinel", "kql"), ("splunk_auditd", "spl"), ("splunk_auditd", "sigma"),

@@ -3,6 +3,8 @@ must say what changed (by rule id), show every generated artifact's diff, the re
 after with worsened verdicts first, the findings, the deploy plan, and a verdict."""
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import re
 import shutil
@@ -16,6 +18,39 @@ from conftest import run_dac
 LAZAGNE = "proc_creation_lnx_lazagne_memory.yml"
 TRACEE = "sigma/rules/linux/tracee/lnx_tracee_proc_mem_access.yml"
 PROC_MEM_ACCESS = "sigma/rules/linux/file_access/file_access_lnx_proc_mem_access.yml"
+
+
+# Each side of a review (compile, generate, replay every labelled log) takes seconds, and most
+# tests here compare against the same unmodified base. A side is a function of the files it is
+# loaded from, so sides are shared between tests by a digest of those files (everything but .git
+# and the tools/ symlink), re-pointed at the tree being reviewed. A test that checks that two runs
+# agree is marked fresh_sides and computes every side anew.
+_SIDES: dict[tuple, review_module.Side] = {}
+
+
+def _tree_digest(root) -> str:
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if rel.split("/")[0] in (".git", "tools") or not path.is_file():
+            continue
+        h.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+@pytest.fixture(autouse=True)
+def shared_sides(request, monkeypatch):
+    if request.node.get_closest_marker("fresh_sides"):
+        return
+    load = review_module._load_side
+
+    def cached(label, layout, replay):
+        key = (_tree_digest(layout.root), replay)
+        if key not in _SIDES:
+            _SIDES[key] = load(label, layout, replay)
+        side = _SIDES[key]
+        return dataclasses.replace(side, label=label, layout=layout, problems=list(side.problems))
+    monkeypatch.setattr(review_module, "_load_side", cached)
 
 
 def git(root, *args):
@@ -125,6 +160,7 @@ def test_metric_deltas_over_the_truth_labels_are_in_the_report(history, capsys):
     assert "**Metrics over the truth labels that changed**" in capsys.readouterr().out
 
 
+@pytest.mark.fresh_sides
 def test_ready_and_deterministic(history, capsys):
     labels = next((history.root / "testdata").rglob("*.labels.yml"))
     labels.write_text(labels.read_text() + "# reviewed\n")

@@ -3,6 +3,7 @@ every target exactly as its canonical file is, and the checked-in twins are what
 tools/make_shapes.py writes (so they cannot drift from the canonical files)."""
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from collections import defaultdict
@@ -33,10 +34,13 @@ def test_every_documented_shape_has_a_twin():
             "DeviceFileEvents_sentinel.jsonl"} <= names
 
 
-def test_twins_are_what_the_generator_writes(tmp_path):
-    before = {p: p.read_bytes() for p in SHAPES.rglob("*") if p.is_file()}
-    subprocess.run([sys.executable, str(REPO / "tools" / "make_shapes.py")], check=True)
-    after = {p: p.read_bytes() for p in SHAPES.rglob("*") if p.is_file()}
+def test_twins_are_what_the_generator_writes(sandbox):
+    """The generator runs in a copy of the repository (other tests read testdata/ meanwhile)."""
+    before = {p.relative_to(SHAPES): p.read_bytes() for p in SHAPES.rglob("*") if p.is_file()}
+    shutil.copy(REPO / "tools" / "make_shapes.py", sandbox.root / "tools" / "make_shapes.py")
+    subprocess.run([sys.executable, str(sandbox.root / "tools" / "make_shapes.py")], check=True)
+    shapes = sandbox.root / "testdata" / "shapes"
+    after = {p.relative_to(shapes): p.read_bytes() for p in shapes.rglob("*") if p.is_file()}
     assert after == before, "testdata/shapes/ is stale: run tools/make_shapes.py and commit the result"
 
 

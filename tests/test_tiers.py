@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 
 import pytest
 import yaml
 
-from conftest import REPO, run_dac
+from conftest import REPO
 from dac.repo import Layout
 from dac.rules import load_rules
 from dac.tiers import is_alert
@@ -86,21 +87,21 @@ def test_the_benign_corpus_has_at_least_twenty_cited_programs():
     assert {e["truth"] for e in corpus} == {"benign", "T1003.007", "malicious-context"}
 
 
-def test_corpus_files_are_what_the_generator_renders():
+def test_corpus_files_are_what_the_generator_renders(sandbox):
+    """The generator runs in a copy of the repository (other tests read testdata/ meanwhile)."""
     before = {p.name: p.read_bytes() for p in CORPUS.iterdir() if p.is_file()}
-    subprocess.run([sys.executable, str(REPO / "tools" / "make_corpus.py")], check=True)
-    after = {p.name: p.read_bytes() for p in CORPUS.iterdir() if p.is_file()}
+    shutil.copy(REPO / "tools" / "make_corpus.py", sandbox.root / "tools" / "make_corpus.py")
+    subprocess.run([sys.executable, str(sandbox.root / "tools" / "make_corpus.py")], check=True)
+    corpus = sandbox.root / "testdata" / "corpus"
+    after = {p.name: p.read_bytes() for p in corpus.iterdir() if p.is_file()}
     assert after == before, "testdata/corpus/ is stale: run tools/make_corpus.py --record and review the label diff"
 
 
 @pytest.fixture(scope="module")
-def metrics(tmp_path_factory):
-    import contextlib
-    import io
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        assert run_dac("test", "--json") == 0
-    return json.loads(out.getvalue())["metrics"]
+def metrics(repo_test_json):
+    code, data = repo_test_json
+    assert code == 0
+    return data["metrics"]
 
 
 def test_every_alert_rule_is_precise_on_the_truth_labels(metrics):
