@@ -33,7 +33,7 @@ from .atomic import write_text_atomic
 from .convert import Query
 from .problems import DacError, Problem
 from .repo import Layout
-from .rules import LoadedRule, RuleSet
+from .rules import SAFE_LOADER, LoadedRule, RuleSet
 
 ATTACK_FILE = "sigma/attack/enterprise-techniques.json"
 COVERAGE_DIR = "conversions/coverage"
@@ -305,7 +305,11 @@ def read_labels(layout: Layout) -> list[dict]:
     labels = []
     for path in sorted((layout.root / "testdata").rglob("*.labels.yml")) if (layout.root / "testdata").is_dir() else []:
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            text = path.read_text(encoding="utf-8")
+            try:
+                data = yaml.load(text, Loader=SAFE_LOADER) or {}     # libyaml where PyYAML has it
+            except yaml.YAMLError:
+                data = yaml.safe_load(text) or {}      # what the pure-Python parser accepts, as before
         except (OSError, yaml.YAMLError):
             continue
         if isinstance(data, dict) and not data.get("twin_of"):     # a shape twin repeats its canonical file's events

@@ -24,7 +24,7 @@ from .artifacts import build_artifacts, existing_artifacts, stale_report
 from .convert import Query, compile_rules
 from .problems import DacError, Problem
 from .repo import Layout
-from .rules import RuleSet, load_rules
+from .rules import SAFE_LOADER, RuleSet, load_rules
 from .targets import load_targets
 
 MARKER = "<!-- dac-review -->"
@@ -108,8 +108,12 @@ def _load_side_raw(label: str, layout: Layout, replay: bool) -> Side:
 def _labels(layout: Layout) -> dict[tuple[str, str], list[str]]:
     labels = {}
     for path in sorted((layout.root / "testdata").rglob("*.labels.yml")) if (layout.root / "testdata").is_dir() else []:
+        text = path.read_text(encoding="utf-8")
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            try:
+                data = yaml.load(text, Loader=SAFE_LOADER) or {}     # libyaml where PyYAML has it
+            except yaml.YAMLError:
+                data = yaml.safe_load(text) or {}      # what the pure-Python parser accepts, as before
         except yaml.YAMLError:
             continue
         for key, ids in (data.get("events") or {}).items():
