@@ -33,7 +33,7 @@ from .atomic import write_text_atomic
 from .convert import Query
 from .problems import DacError, Problem
 from .repo import Layout
-from .rules import SAFE_LOADER, LoadedRule, RuleSet
+from .rules import LoadedRule, RuleSet, load_yaml_text
 
 ATTACK_FILE = "sigma/attack/enterprise-techniques.json"
 COVERAGE_DIR = "conversions/coverage"
@@ -306,10 +306,7 @@ def read_labels(layout: Layout) -> list[dict]:
     for path in sorted((layout.root / "testdata").rglob("*.labels.yml")) if (layout.root / "testdata").is_dir() else []:
         try:
             text = path.read_text(encoding="utf-8")
-            try:
-                data = yaml.load(text, Loader=SAFE_LOADER) or {}     # libyaml where PyYAML has it
-            except yaml.YAMLError:
-                data = yaml.safe_load(text) or {}      # what the pure-Python parser accepts, as before
+            data = load_yaml_text(text) or {}       # libyaml where PyYAML has it, kept per text
         except (OSError, yaml.YAMLError):
             continue
         if isinstance(data, dict) and not data.get("twin_of"):     # a shape twin repeats its canonical file's events

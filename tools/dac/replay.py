@@ -25,7 +25,7 @@ from .engine_sigma import SigmaEngine, group_value
 from .kql_analyzer import load_schemas
 from .problems import DacError, Problem
 from .repo import Layout
-from .rules import RuleSet
+from .rules import RuleSet, load_yaml_text
 from .logs import SampleLog, read_log
 from .spl_checked import CheckedSpl
 from .spl_parse import SplUnsupported
@@ -34,7 +34,6 @@ ENGINES = ("sigma", "kql", "spl")
 TRUTHS = ("T1003.007", "malicious-context", "benign")
 # DeviceFileEvents actions that are not reads (sigma/pipelines/sentinel_defender_xdr.yml source_filter)
 MDE_WRITE_ACTIONS = {"filecreated", "filemodified", "filerenamed", "filedeleted"}
-_FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def column_types(layout: Layout) -> dict[str, dict[str, str]]:
@@ -103,11 +102,8 @@ def load_labels(layout: Layout, ruleset: RuleSet) -> list[LabelFile]:
         rel = layout.rel(path)
         text = path.read_text(encoding="utf-8")
         try:
-            try:
-                # libyaml's parser where PyYAML has it (the pure-Python one took a tenth of a replay)
-                data = yaml.load(text, Loader=_FAST_LOADER) or {}
-            except yaml.YAMLError:
-                data = yaml.safe_load(text) or {}     # the pure-Python parser's message and line, as before
+            # libyaml's parser where PyYAML has it (the pure-Python one took a tenth of a replay)
+            data = load_yaml_text(text) or {}
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             problems.append(Problem(rel, mark.line + 1 if mark else None, f"malformed YAML: {getattr(e, 'problem', e)}"))
