@@ -115,17 +115,18 @@ class KqlEngine:
         if self._schema is None:
             self._schema = kql_engine.schema(self.con)
         key = (query, self.now, repr(self._schema))
-        if key not in _TRANSLATIONS:
+        kept = _TRANSLATIONS.get(key)
+        if kept is None:
             try:
                 translated = duckdb_kql.to_sql(query, schema=self._schema, query_now=self.now)
             except duckdb_kql.KqlUnsupportedError as e:
                 raise KqlNotTestable(f"duckdb-kql cannot run this query: {e}") from e
             if translated.unbound:          # duckdb_kql.kql's own error for it
                 return duckdb_kql.kql(self.con, query, query_now=self.now)
-            _TRANSLATIONS[key] = (str(translated), translated.parameters)
+            kept = _TRANSLATIONS[key] = (str(translated), translated.parameters)
             if len(_TRANSLATIONS) > _RESULTS_LIMIT:
                 _TRANSLATIONS.pop(next(iter(_TRANSLATIONS)))
-        sql, bound = _TRANSLATIONS[key]
+        sql, bound = kept
         self.con.execute("SET TimeZone='UTC'")      # as duckdb_kql.kql does before every query
         return self.con.sql(sql, params=bound) if bound else self.con.sql(sql)
 
