@@ -90,6 +90,7 @@ def review_json(capsys, *extra) -> tuple[int, dict]:
     return code, json.loads(capsys.readouterr().out)
 
 
+@pytest.mark.runs_long(20)
 def test_added_changed_moved_and_removed_rules(history, capsys):
     root = history.root
     lazagne = history.rules / "linux/process_creation" / LAZAGNE
@@ -177,6 +178,7 @@ def test_metric_deltas_over_the_truth_labels_are_in_the_report(history, capsys):
     assert "**Metrics over the truth labels that changed**" in capsys.readouterr().out
 
 
+@pytest.mark.runs_long(60)
 @pytest.mark.fresh_sides
 def test_ready_and_deterministic(history, capsys):
     labels = next((history.root / "testdata").rglob("*.labels.yml"))
