@@ -33,7 +33,7 @@ from .atomic import write_text_atomic
 from .convert import Query
 from .problems import DacError, Problem
 from .repo import Layout
-from .rules import LoadedRule, RuleSet
+from .rules import LoadedRule, RuleSet, load_yaml_text
 
 ATTACK_FILE = "sigma/attack/enterprise-techniques.json"
 COVERAGE_DIR = "conversions/coverage"
@@ -305,7 +305,8 @@ def read_labels(layout: Layout) -> list[dict]:
     labels = []
     for path in sorted((layout.root / "testdata").rglob("*.labels.yml")) if (layout.root / "testdata").is_dir() else []:
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            text = path.read_text(encoding="utf-8")
+            data = load_yaml_text(text) or {}       # libyaml where PyYAML has it, kept per text
         except (OSError, yaml.YAMLError):
             continue
         if isinstance(data, dict) and not data.get("twin_of"):     # a shape twin repeats its canonical file's events

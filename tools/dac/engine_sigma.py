@@ -42,6 +42,9 @@ def _text(value) -> str | None:
 class SigmaEngine:
     def __init__(self):
         self._backends: dict[str, sqliteBackend] = {}
+        # (target, id(rule)) -> (rule, its SQL): a rule is converted once per target, not once per log
+        # file (the rule is kept so its id cannot be reused by another object)
+        self._sql: dict[tuple[str, int], tuple[object, str]] = {}
 
     def _backend(self, target: Target) -> sqliteBackend:
         if target.name not in self._backends:
@@ -51,7 +54,10 @@ class SigmaEngine:
         return self._backends[target.name]
 
     def sql(self, rule, target: Target) -> str:
-        return self._backend(target).convert_rule(copy.deepcopy(rule))[0]
+        key = (target.name, id(rule))
+        if key not in self._sql:
+            self._sql[key] = (rule, self._backend(target).convert_rule(copy.deepcopy(rule))[0])
+        return self._sql[key][1]
 
     def matches(self, rule, target: Target, rows: list[dict]) -> set[str]:
         """Keys (dac_key) of the rows the rule matches."""

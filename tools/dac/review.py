@@ -24,7 +24,7 @@ from .artifacts import build_artifacts, existing_artifacts, stale_report
 from .convert import Query, compile_rules
 from .problems import DacError, Problem
 from .repo import Layout
-from .rules import RuleSet, load_rules
+from .rules import RuleSet, load_rules, load_yaml_text
 from .targets import load_targets
 
 MARKER = "<!-- dac-review -->"
@@ -108,8 +108,9 @@ def _load_side_raw(label: str, layout: Layout, replay: bool) -> Side:
 def _labels(layout: Layout) -> dict[tuple[str, str], list[str]]:
     labels = {}
     for path in sorted((layout.root / "testdata").rglob("*.labels.yml")) if (layout.root / "testdata").is_dir() else []:
+        text = path.read_text(encoding="utf-8")
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            data = load_yaml_text(text) or {}       # libyaml where PyYAML has it, kept per text
         except yaml.YAMLError:
             continue
         for key, ids in (data.get("events") or {}).items():

@@ -36,6 +36,25 @@ from .problems import DacError, Problem
 from .repo import Layout
 from .sentinel_versions import LOCK_FILE, VERSION_RE, load_lock, lock_text, query_hash, settle
 
+_FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _yaml_load(text: str):
+    """yaml.safe_load, parsed by libyaml where PyYAML has it; a document libyaml refuses goes to the
+    pure-Python parser, so an error has the same message and line as before."""
+    try:
+        return yaml.load(text, Loader=_FAST_LOADER)
+    except yaml.YAMLError:
+        return yaml.safe_load(text)
+
+
+def _yaml_compose(text: str):
+    """yaml.compose (the nodes, for line numbers), by libyaml where PyYAML has it, as _yaml_load."""
+    try:
+        return yaml.compose(text, Loader=_FAST_LOADER)
+    except yaml.YAMLError:
+        return yaml.compose(text)
+
 # Microsoft.SecurityInsights api-version of the ARM templates and of `dac deploy`. No stable
 # version's ScheduledAlertRuleProperties has `subTechniques` (up to stable 2025-09-01); the
 # preview versions have since 2024-01-01-preview, and Azure-Sentinel's own solution templates
@@ -160,8 +179,8 @@ def load_analytics_config(layout: Layout) -> dict | None:
         return None
     try:
         text = path.read_text(encoding="utf-8")
-        config = yaml.safe_load(text)
-        lines = _key_lines(yaml.compose(text))
+        config = _yaml_load(text)
+        lines = _key_lines(_yaml_compose(text))
     except OSError as e:
         raise DacError([Problem(CONFIG_FILE, None, f"cannot read: {e}")])
     except yaml.YAMLError as e:
