@@ -122,7 +122,7 @@ def test_objects_dac_does_not_own_are_never_touched(repo, splunk, capsys):
     assert splunk.searches["dac-18885d11-ba42-4352-9336-aada43826561-splunk_auditd"]["content"]["search"] == "index=x"
     assert "dac-elsewhere" in splunk.searches, "a search in another app is not this app's to prune"
     assert "SOC - failed logins" not in text
-    assert "25 created" in text and "1 failed" in text
+    assert "30 created" in text and "1 failed" in text
 
 
 def test_429_and_5xx_are_retried_with_retry_after(repo, splunk, capsys, waits):

@@ -101,8 +101,8 @@ def test_an_arm_apply_that_does_not_stick_fails_the_read_back(arm_repo, arm, cap
     code, text = sentinel_tests.deploy(capsys, "--apply")
     assert code == 1
     assert "created, but not there when read back" in text
-    assert "verified: read back 8 change(s): 1 not as written" in text
-    assert "verified: read back 8 change(s): all as written" in text        # the other workspace
+    assert "verified: read back 10 change(s): 1 not as written" in text
+    assert "verified: read back 10 change(s): all as written" in text        # the other workspace
 
 
 @pytest.mark.parametrize("body, content_type, message", [
