@@ -101,10 +101,10 @@ def audit_lines(n_records: int, seed: int = 11):
 
 def run_engine(engine: str, n: int) -> dict:
     sys.path.insert(0, str(REPO / "tools"))
-    from dac.convert import compile_rules
-    from dac.repo import Layout
-    from dac.rules import load_rules
-    from dac.targets import load_targets
+    from dac.compile.convert import compile_rules
+    from dac.core.repo import Layout
+    from dac.rules.ruleset import load_rules
+    from dac.compile.targets import load_targets
     from dac.logs import read_log
     import tempfile
     layout = Layout(REPO)
@@ -126,8 +126,8 @@ def run_engine(engine: str, n: int) -> dict:
         started = time.perf_counter()
         processed, hits, passes, ingest = 0, 0, 0, None
         if engine == "sigma":
-            from dac.engine_sigma import SigmaEngine
-            from dac.replay import _rows_in_scope, LabelFile
+            from dac.engines.sigma.engine import SigmaEngine
+            from dac.replay.labelled import _rows_in_scope, LabelFile
             sigma = SigmaEngine()
             for q in queries:
                 if q.target.format == "mde":
@@ -149,8 +149,8 @@ def run_engine(engine: str, n: int) -> dict:
                     passes += len(rows)
             processed += n
         elif engine == "kql":
-            from dac.engine_kql import KqlEngine
-            from dac.kql_analyzer import load_schemas
+            from dac.engines.kql.engine import KqlEngine
+            from dac.compile.kql_analyzer import load_schemas
             kql = KqlEngine(load_schemas(layout.schemas), datetime(2026, 11, 23))
             for table, rows in tables.items():
                 kql.load(table, rows)
@@ -165,7 +165,7 @@ def run_engine(engine: str, n: int) -> dict:
             # the records go into DuckDB one at a time (never a million dicts at once); like
             # Splunk's indexing and the KQL engine's load, that is reported apart
             from dac.logs.auditd import splunk_events_of_file as auditd_splunk_events
-            from dac.spl_sql import SplIndex, SqlSession
+            from dac.engines.spl.sql import SplIndex, SqlSession
             index = SplIndex(auditd_splunk_events(log_file, "bench-host"))
             ingest = time.perf_counter() - started
             session = SqlSession(index, datetime(2026, 11, 23))

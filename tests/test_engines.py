@@ -7,11 +7,11 @@ from datetime import datetime
 import pytest
 from sigma.collection import SigmaCollection
 
-from dac.engine_kql import KqlEngine
-from dac.engine_sigma import SigmaEngine
+from dac.engines.kql.engine import KqlEngine
+from dac.engines.sigma.engine import SigmaEngine
 from dac.logs import read_log
 from dac.logs.auditd import categories as auditd_categories, decode_proctitle
-from dac.targets import Target
+from dac.compile.targets import Target
 
 TABLES = {"T": [("Timestamp", "datetime"), ("ReportId", "long"), ("Cmd", "string")]}
 ROWS = [

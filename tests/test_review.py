@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-import dac.review as review_module
+import dac.review.report as review_module
 from conftest import run_dac
 
 LAZAGNE = "proc_creation_lnx_lazagne_memory.yml"
