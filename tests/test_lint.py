@@ -13,7 +13,7 @@ import pytest
 
 from conftest import REPO, write_repo_file
 from dac.checks.lint import Finding, all_validators, attack_stix_bundle, enabled_validators, failing, lint_command, lint_rules
-from dac.artifacts.coverage import load_techniques
+from dac.rules.attack import load_techniques
 from dac.rules.ruleset import load_rules
 
 RULE = textwrap.dedent("""\

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from conftest import REPO
-from dac.artifacts.coverage import load_techniques
+from dac.rules.attack import load_techniques
 from dac.core.repo import Layout
 from dac.artifacts.sentinel_conformance import arm_problems, template_problems
 from dac.artifacts.sentinel_versions import LOCK_FILE, bump, load_lock, query_hash, settle

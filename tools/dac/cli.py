@@ -181,7 +181,7 @@ def _test_events(layout: Layout, ruleset, queries, args) -> int:
 
 
 def cmd_coverage(layout: Layout, args) -> int:
-    from dac.artifacts.coverage import coverage_command
+    from dac.replay.coverage_command import coverage_command
     ruleset, queries, config = compile_repository(layout)
     return coverage_command(layout, ruleset, queries, config, replay=not args.no_replay,
                             check=args.check, out=print, err=lambda line: print(line, file=sys.stderr))

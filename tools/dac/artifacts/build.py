@@ -16,13 +16,13 @@ from pathlib import Path
 from dac.core.atomic import write_text_atomic
 from dac.rules.content import check_artifacts
 from dac.compile.compose import hunting_specs, kql_hunting, spl_hunting
-from .coverage import build_coverage_files
+from .coverage_files import build_coverage_files
 from .sentinel_analytics import ANALYTICS_DIR, ARM_DIR, build_sentinel_files
 from .sentinel_hunting import HUNTING_DIR
 from .sentinel_versions import LOCK_FILE
 from .splunk_app import build_app_files, generated_app_dirs
 from dac.compile.convert import Query, compile_rules
-from .coverage import check_attack_tags, load_techniques
+from dac.rules.attack import check_attack_tags, load_techniques
 from dac.core.problems import DacError
 from dac.core.repo import Layout
 from dac.rules.ruleset import RuleSet, load_rules

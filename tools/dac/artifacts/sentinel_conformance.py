@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import uuid
 
-from .coverage import AttackData
+from dac.rules.attack import AttackData
 from .sentinel_analytics import TACTICS, TRIGGER_OPERATORS, iso_duration
 
 REQUIRED = ("id", "kind", "name", "description", "requiredDataConnectors", "severity", "query", "version",

@@ -49,7 +49,7 @@ from sigma.validation import SigmaValidator
 from sigma.validators.base import SigmaValidationIssue, SigmaValidationIssueSeverity
 
 from dac.compile.convert import Query, rule_fields
-from dac.artifacts.coverage import AttackData, TECHNIQUE_RE, check_attack_tags, load_techniques, tag_line
+from dac.rules.attack import AttackData, TECHNIQUE_RE, check_attack_tags, load_techniques, tag_line
 from .findings import SEVERITIES, Finding
 from .lint_exceptions import EXCEPTIONS_FILE, LintExceptions, TaxonomyEntry, load_exceptions
 from dac.core.problems import DacError, Problem

@@ -1,4 +1,5 @@
 """Shared low-level helpers every stage may import: problems and errors, repository layout,
 atomic writes, redaction, retries, regex safety and time budgets.
 
-Owns nothing about rules, queries, logs or SIEMs, and imports no other dac subpackage."""
+May import nothing else of dac (it sits under every stage); never rules, queries, logs or SIEMs.
+"""
