@@ -127,7 +127,9 @@ def run_engine(engine: str, n: int) -> dict:
         processed, hits, passes, ingest = 0, 0, 0, None
         if engine == "sigma":
             from dac.engines.sigma.engine import SigmaEngine
-            from dac.replay.labelled import _rows_in_scope, LabelFile
+            from dac.core.repo import Layout
+            from dac.logs.scopes import load_scopes
+            from dac.replay.scope import rows_in_scope
             sigma = SigmaEngine()
             for q in queries:
                 if q.target.format == "mde":
@@ -141,10 +143,11 @@ def run_engine(engine: str, n: int) -> dict:
             gc.collect()
             log_file.write_text("\n".join(audit_lines(n)) + "\n")
             audit = read_log(log_file, "audit.log", "auditd", "bench-host", splunk=False)   # Sigma reads the rows only
+            load_scopes(Layout(REPO)).tag_all("auditd", audit.rows)
             started = time.perf_counter() - wall_mde
             for q in queries:
                 if q.target.format == "auditd":
-                    rows = _rows_in_scope(q, audit, LabelFile("", Path(), "auditd", None, "bench-host", {}, {}))
+                    rows = rows_in_scope(q, audit)
                     hits += len(sigma.matches(q.rule.rule, q.target, rows))
                     passes += len(rows)
             processed += n

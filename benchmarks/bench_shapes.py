@@ -123,7 +123,9 @@ def measure(mode: str, path: str, fmt: str, host: str | None) -> dict:
     sys.path.insert(0, str(REPO / "tools"))
     from dac.compile.convert import compile_rules
     from dac.logs import open_log
-    from dac.replay.labelled import Replayer, column_types, scope_where
+    from dac.logs.scopes import load_scopes
+    from dac.replay.labelled import Replayer, column_types
+    from dac.replay.scope import scope_where
     from dac.core.repo import Layout
     from dac.rules.ruleset import load_rules
     from dac.compile.targets import load_targets
@@ -144,13 +146,13 @@ def measure(mode: str, path: str, fmt: str, host: str | None) -> dict:
         from dac.engines.sigma.engine import SigmaEngine
         from dac.replay.row_store import RowStore
         stream = open_log(path, path, fmt, host, None, schemas, splunk=False)
-        store, sigma = RowStore(), SigmaEngine()
+        store, sigma, scopes = RowStore(), SigmaEngine(), load_scopes(layout)
         for q in queries:                      # compiled before the clock: the rule's SQL is cached
             sigma.sql(q.rule.rule, q.target) if not q.rule.is_correlation else None
         start, cpu_before = time.perf_counter(), _cpu()
         for row, _ in stream.items:
             if row is not None:
-                store.add(row)
+                store.add(scopes.tag(fmt, row))
         store.flush()
         events = store.count
         for q in queries:
@@ -164,7 +166,7 @@ def measure(mode: str, path: str, fmt: str, host: str | None) -> dict:
         if fmt == "mde":
             replayer.kql      # the engine (tables created) before the clock, as for SPL below
         start, cpu_before = time.perf_counter(), _cpu()
-        log = load(stream, replayer.now, lambda: replayer.kql, 0)
+        log = load(stream, replayer.now, lambda: replayer.kql, 0, scopes=replayer.scopes)
         events = log.events
         for q in queries:
             if fmt == "mde":

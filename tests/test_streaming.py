@@ -175,7 +175,8 @@ def test_a_streamed_replay_gives_the_verdicts_of_a_replay_of_the_file_read_whole
     expected = [(v.rule, v.engines, {k: sorted(n for r in rows for n in r["dac_lines"]) for k, rows in v.evidence.items()})
                 for v in before.run_log(label, whole, selected)]
     after = Replayer(repo_layout, selected, ruleset)
-    stored = load(open_log(DATA / path, path, "auto", host, schemas=after.schemas), after.now, lambda: after.kql, 100_000)
+    stored = load(open_log(DATA / path, path, "auto", host, schemas=after.schemas), after.now, lambda: after.kql, 100_000,
+                  scopes=after.scopes)
     try:
         got = [(v.rule, v.engines, {k: sorted(n for r in rows for n in r["dac_lines"]) for k, rows in v.evidence.items()})
                for v in after.run_log(label, stored, selected)]

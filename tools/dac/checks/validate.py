@@ -1,17 +1,21 @@
 """Validate generated queries: KQL with Microsoft's Kusto.Language analyzer against the table
 schemas in sentinel/schemas/, SPL with dac's structural checker, both against the query-cost
 rules (dac.checks.cost), Sentinel analytic templates against their schema and their entity
-columns against the query output. Errors fail; analyzer hints and warnings are reported."""
+columns against the query output, the pipelines against the declared event scopes
+(dac.checks.scopes). Errors fail; analyzer hints and warnings are reported."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from .cost import check_cost
+from .scopes import check_pipeline_scopes
 from dac.compile.kql_analyzer import analyze, is_error, load_schemas
 from dac.core.problems import Problem
 from dac.artifacts.sentinel_analytics import check_sentinel_files
+from dac.compile.targets import load_targets
 from dac.core.repo import Layout
 from dac.engines.spl.check import check_spl
+from dac.logs.scopes import load_scopes
 
 
 @dataclass
@@ -41,4 +45,6 @@ def validate_artifacts(files: dict[str, str], layout: Layout) -> ValidationRepor
     report.errors += check_cost(files, layout.root)
     # Sentinel analytic templates: schema, and every entity column present in the query output
     report.errors += check_sentinel_files(files, layout)
+    # which events each log source covers: the pipelines say what sigma/datasources/event_scopes.yml declares
+    report.errors += check_pipeline_scopes(load_targets(layout)[0], load_scopes(layout))
     return report

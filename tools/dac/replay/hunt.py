@@ -91,7 +91,8 @@ def hunt(layout: Layout, ruleset: RuleSet, queries: list[Query], inputs: list[st
         selected = [q for q in queries if q.target.format == stream.format]
         replayer = Replayer(layout, selected, ruleset)
         say = (lambda n: print(f"… {shown}: {n:,} events read", file=sys.stderr, flush=True)) if progress else None
-        log = load(stream, replayer.now, lambda: replayer.kql, REFERENCE_LIMIT, say, PROGRESS_EVERY)
+        log = load(stream, replayer.now, lambda: replayer.kql, REFERENCE_LIMIT, say, PROGRESS_EVERY,
+                   scopes=replayer.scopes)
         try:
             result.format, result.shape, result.events = stream.format, stream.shape, log.events
             result.skipped = [{"line": p.line, "reason": p.message} for p in stream.sorted_problems()]

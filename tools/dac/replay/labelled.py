@@ -29,11 +29,11 @@ from dac.rules.ruleset import RuleSet
 from dac.logs import SampleLog, read_log
 from dac.engines.spl.checked import CheckedSpl
 from dac.engines.spl.parse import SplUnsupported
+from dac.logs.scopes import EventScopes, load_scopes
+from .scope import rows_in_scope, scope_where
 
 ENGINES = ("sigma", "kql", "spl")
 TRUTHS = ("T1003.007", "malicious-context", "benign")
-# DeviceFileEvents actions that are not reads (sigma/pipelines/sentinel_defender_xdr.yml source_filter)
-MDE_WRITE_ACTIONS = {"filecreated", "filemodified", "filerenamed", "filedeleted"}
 
 
 def column_types(layout: Layout) -> dict[str, dict[str, str]]:
@@ -138,43 +138,6 @@ def load_labels(layout: Layout, ruleset: RuleSet) -> list[LabelFile]:
     return labels
 
 
-def _rows_in_scope(query: Query, log: SampleLog, label: LabelFile) -> list[dict]:
-    """The rows of a log the rule's log source covers (as the target's table/base search does)."""
-    rule = query.rule.rule
-    if log.format == "mde":
-        rows = [r for r in log.rows if r["dac_table"] == query.scope.state.get("source")]
-        if rule.logsource.category == "file_access":      # the pipeline's source_filter: reads only
-            return [r for r in rows if str(r.get("ActionType", "")).lower() not in MDE_WRITE_ACTIONS]
-        return rows
-    if log.format == "auditd":
-        wanted = rule.logsource.category or rule.logsource.service
-        return [r for r in log.rows if wanted in r["dac_categories"]]
-    if log.format == "sysmon":
-        return [r for r in log.rows if r.get("EventID") == "1"] if rule.logsource.category == "process_creation" else []
-    if log.format == "tracee":
-        wanted = rule.logsource.category or rule.logsource.service
-        return [r for r in log.rows if wanted in r["dac_categories"]]
-    return log.rows
-
-
-def scope_where(query: Query, fmt: str) -> str:
-    """_rows_in_scope as an SQL condition on a dac.replay.row_store table (a streamed input)."""
-    rule = query.rule.rule
-    if fmt == "mde":
-        source = str(query.scope.state.get("source")).replace("'", "''")
-        where = f"dac_table = '{source}'"
-        if rule.logsource.category == "file_access":
-            writes = ", ".join(f"'{a}'" for a in sorted(MDE_WRITE_ACTIONS))
-            where += f" AND lower(coalesce(\"ActionType\", '')) NOT IN ({writes})"
-        return where
-    if fmt in ("auditd", "tracee"):
-        wanted = str(rule.logsource.category or rule.logsource.service).replace("'", "''")
-        return f"instr(dac_scope, '|{wanted}|') > 0"
-    if fmt == "sysmon":
-        return "\"EventID\" = '1'" if rule.logsource.category == "process_creation" else "0"
-    return "1"
-
-
 EVIDENCE_FIELDS = ("host",)
 
 
@@ -185,13 +148,13 @@ class _ListRows:
         self.log, self.label, self.sigma = log, label, sigma
 
     def matches(self, query: Query, rule) -> set[str]:
-        return self.sigma.matches(rule, query.target, _rows_in_scope(query, self.log, self.label))
+        return self.sigma.matches(rule, query.target, rows_in_scope(query, self.log))
 
     def any(self, query: Query) -> bool:
-        return bool(_rows_in_scope(query, self.log, self.label))
+        return bool(rows_in_scope(query, self.log))
 
     def rows(self, query: Query, keys: set, fields: tuple[str, ...] | None = None) -> list[dict]:
-        return [r for r in _rows_in_scope(query, self.log, self.label) if r["dac_key"] in keys]
+        return [r for r in rows_in_scope(query, self.log) if r["dac_key"] in keys]
 
 
 class _StoredRows:
@@ -212,7 +175,7 @@ class _StoredRows:
     def _where(self, query: Query) -> str:
         where = scope_where(query, self.log.format)
         if self.log.format == "mde":
-            self.log.store.add_columns(["dac_table", "ActionType"])    # a file may have neither
+            self.log.store.add_columns(["dac_table"])    # a file may have none
         return where
 
 
@@ -224,6 +187,7 @@ class Replayer:
         self.queries = queries
         self.ruleset = ruleset
         self.sigma = SigmaEngine()
+        self.scopes: EventScopes = load_scopes(layout)
         self.now = now or datetime(2026, 11, 23, tzinfo=timezone.utc)
         self._kql: KqlEngine | None = None
         self._spl_sessions: list[CheckedSpl] = []
@@ -258,6 +222,8 @@ class Replayer:
         dac.replay.stream.StoredLog (streamed: rows in SQLite, SPL index and KQL tables loaded)."""
         results = []
         stored = hasattr(log, "store")
+        if not stored:
+            self.scopes.tag_all(log.format, log.rows)    # a streamed log is tagged as it is stored
         source = _StoredRows(log, self.sigma) if stored else _ListRows(log, label, self.sigma)
         if stored:
             spl = log.spl            # None for Defender input, which has no Splunk events

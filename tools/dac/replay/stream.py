@@ -11,6 +11,7 @@ from typing import Callable, Iterator
 
 from dac.engines.kql.engine import KqlEngine
 from dac.logs import LogStream
+from dac.logs.scopes import EventScopes
 from .row_store import BATCH, RowStore
 from dac.engines.spl.checked import CheckedSpl
 from dac.engines.spl.sql import SplIndex
@@ -36,9 +37,11 @@ class StoredLog:
 
 
 def load(stream: LogStream, now: datetime, kql: Callable[[], KqlEngine], reference_limit: int,
-         progress: Callable[[int], None] | None = None, progress_every: int = 250_000) -> StoredLog:
+         progress: Callable[[int], None] | None = None, progress_every: int = 250_000, *,
+         scopes: EventScopes) -> StoredLog:
     """Read `stream` to its end into the engines. `kql` gives the KQL engine (built only for
-    Defender input); `progress(events so far)` is called every `progress_every` events."""
+    Defender input); `progress(events so far)` is called every `progress_every` events; `scopes`
+    tags each row with the log sources it belongs to."""
     store = RowStore()
     counts = {"rows": 0, "splunk": 0}
     reference: list[dict] | None = []
@@ -46,6 +49,7 @@ def load(stream: LogStream, now: datetime, kql: Callable[[], KqlEngine], referen
     engine = kql() if stream.format == "mde" else None
 
     def add_row(row: dict) -> None:
+        scopes.tag(stream.format, row)      # the log sources the event belongs to (the store's dac_scope)
         store.add(row)
         counts["rows"] += 1
         if progress and counts["rows"] % progress_every == 0:
