@@ -26,10 +26,10 @@ from dac.compile.convert import compile_rules
 from dac.core.problems import DacError
 from dac.core.repo import Layout
 from dac.rules.ruleset import load_rules
-from dac.artifacts.splunk_app import (CONFIG_FILE, SEVERITY, AppConfig, SavedSearch, build_app_files, generated_app_dirs,
-                            load_app_config, owned_marker, package_app, package_splunk, parse_app_config,
-                            parse_conf, parse_owner, render_conf, render_savedsearches, saved_searches,
-                            stale_app_files, stanza_name)
+from dac.artifacts.splunk_app import build_app_files, generated_app_dirs, package_app, package_splunk, stale_app_files
+from dac.artifacts.splunk_searches import SavedSearch, owned_marker, parse_owner, render_savedsearches, saved_searches, stanza_name
+from dac.artifacts.splunk_conf import parse_conf, render_conf
+from dac.artifacts.splunk_config import CONFIG_FILE, SEVERITY, AppConfig, load_app_config, parse_app_config
 from dac.compile.compose import hunting_specs
 from dac.compile.targets import load_targets
 

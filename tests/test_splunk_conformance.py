@@ -13,7 +13,9 @@ from dac.compile.compose import hunting_specs
 from dac.compile.convert import compile_rules
 from dac.core.repo import Layout
 from dac.rules.ruleset import load_rules
-from dac.artifacts.splunk_app import CONFIG_FILE, parse_app_config, parse_conf, render_savedsearches, saved_searches
+from dac.artifacts.splunk_searches import render_savedsearches, saved_searches
+from dac.artifacts.splunk_conf import parse_conf
+from dac.artifacts.splunk_config import CONFIG_FILE, parse_app_config
 from dac.artifacts.splunk_conformance import SPLUNK_VERSION, conf_problems, cron_error, cron_interval_seconds, relative_seconds, stanza_problems
 from dac.compile.targets import load_targets
 

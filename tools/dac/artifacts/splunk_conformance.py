@@ -137,5 +137,5 @@ def _schedule_problems(name: str, s: dict[str, str]) -> list[str]:
 
 
 def conf_problems(conf: dict[str, dict[str, str]], es_enabled: bool) -> list[str]:
-    """Every problem of a parsed savedsearches.conf (dac.artifacts.splunk_app.parse_conf)."""
+    """Every problem of a parsed savedsearches.conf (dac.artifacts.splunk_conf.parse_conf)."""
     return [p for name, settings in conf.items() for p in stanza_problems(name, settings, es_enabled)]

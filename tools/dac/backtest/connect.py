@@ -28,7 +28,7 @@ def connect_splunk(root: Path, config_file: str, overrides: dict, transport: Tra
                    clock=None) -> Connection:
     from .splunk import SplunkSearch
     from dac.deploy.splunk import load_splunk_config, splunk_token
-    from dac.artifacts.splunk_app import load_app_config
+    from dac.artifacts.splunk_config import load_app_config
     from dac.core.repo import Layout
     app = load_app_config(Layout(root))
     settings = load_splunk_config(root, config_file, app.app.id if app else "search", overrides, transport)

@@ -89,7 +89,8 @@ def deploy_splunk(layout: Layout, apply: bool, prune: bool, config_file: str, ov
                   transport: TransportOptions, redact: Redactor, out: Callable[[str], None] = print,
                   warn: Callable[[str], None] = _stderr, sleep=None, policy: RetryPolicy = RetryPolicy()) -> bool:
     from . import splunk as ds
-    from dac.artifacts.splunk_app import load_app_config, parse_owner, saved_searches
+    from dac.artifacts.splunk_searches import parse_owner, saved_searches
+    from dac.artifacts.splunk_config import load_app_config
     from dac.compile.compose import hunting_specs
     queries, config = _compiled(layout)
     app_config = load_app_config(layout)

@@ -155,7 +155,7 @@ def _owner_of(path: str, stems: dict[str, str]) -> str | None:
 def _conf_stanzas(text: str | None) -> dict[str, str]:
     if not text:
         return {}
-    from dac.artifacts.splunk_app import parse_conf, render_conf
+    from dac.artifacts.splunk_conf import parse_conf, render_conf
     return {name: render_conf([(name, attrs)], header="").strip() for name, attrs in parse_conf(text).items()}
 
 
@@ -293,7 +293,8 @@ def _desired(siem: str, side: Side, hunting_specs):
         return None
     if siem == "splunk":
         from dac.deploy.splunk import desired_objects
-        from dac.artifacts.splunk_app import load_app_config, saved_searches
+        from dac.artifacts.splunk_searches import saved_searches
+        from dac.artifacts.splunk_config import load_app_config
         app_config = load_app_config(side.layout)
         if app_config is None:
             return None
