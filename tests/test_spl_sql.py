@@ -87,9 +87,9 @@ def test_an_empty_index_answers_with_no_rows():
 def test_sql_that_duckdb_rejects_is_a_clear_failure_not_a_traceback(monkeypatch):
     """A defect in the compiler must surface as a failure naming DuckDB's error (dac test then
     reports the query as not testable, which fails the run)."""
-    import dac.engines.spl.sql as spl_sql
+    import dac.engines.spl.sql_expr as spl_sql_expr
     session = SqlSession(SplIndex([{"_time": 1, "index": "i", "x": "a"}]), NOW)
-    monkeypatch.setattr(spl_sql, "_lit", lambda text: "'" + text)        # unbalanced quotes
+    monkeypatch.setattr(spl_sql_expr, "_lit", lambda text: "'" + text)        # unbalanced quotes
     with pytest.raises(SplUnsupported, match="DuckDB could not run the SQL compiled from this search: ParserException"):
         session.run('index=i x="a"')
 
