@@ -219,7 +219,7 @@ def _timed(fn):
 
 
 def bench_spl(fmt: str, n: int, before: dict[str, str], after: dict[str, str]) -> list[dict]:
-    from dac.engines.spl.parse import parse_pipeline
+    from dac.engines.spl.pipeline import parse_pipeline
     from dac.engines.spl.sql import SplIndex, SqlSession
     gen = {"auditd": audit_lines, "sysmon": sysmon_lines, "tracee": tracee_lines}[fmt]
     with tempfile.TemporaryDirectory() as tmp:

@@ -18,7 +18,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from dac.engines.spl.parse import Pipeline, SplUnsupported, parse_pipeline
+from dac.engines.spl.parse import SplUnsupported
+from dac.engines.spl.pipeline import Pipeline, parse_pipeline
 
 SELECTIVE = "spl-selective-base"
 AUDIT_KEY = "spl-audit-key"

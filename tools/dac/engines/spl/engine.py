@@ -32,7 +32,8 @@ from typing import Callable, Iterable
 
 from .engine_commands import Command, _cmd_append, _cmd_dedup, _cmd_eval, _cmd_fields, _cmd_head, _cmd_regex, _cmd_rex, _cmd_search, _cmd_sort, _cmd_stats, _cmd_streamstats, _cmd_table, _cmd_where
 from .engine_expr import Event, _search_filter
-from .parse import Pipeline, SplUnsupported, cache_points, parse_pipeline, prefix_keys
+from .parse import SplUnsupported
+from .pipeline import Pipeline, cache_points, parse_pipeline, prefix_keys
 
 __all__ = ["SplSession", "SplUnsupported", "run_spl"]
 

@@ -7,7 +7,8 @@ import functools
 from typing import Callable
 
 from .engine_expr import Event, Value, _expression, _first, _mv, _number, _search_filter, _values
-from .parse import Pipeline, Rex, Search, Sort, Stats, SplUnsupported, python_regex, text_value, wildcard
+from .parse import Search, SplUnsupported, python_regex, text_value, wildcard
+from .pipeline import Pipeline, Rex, Sort, Stats
 
 
 Command = Callable[[list[Event]], list[Event]]

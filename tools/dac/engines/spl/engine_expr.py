@@ -9,7 +9,9 @@ import re
 from typing import Callable
 from urllib.parse import unquote
 
-from .parse import COMPARISONS, NUMBER, Pipeline, Search, SplUnsupported, major_tokens, python_regex, resolve_time, subsearch_terms, text_value, wildcard
+from .parse import NUMBER, Search, SplUnsupported, major_tokens, python_regex, resolve_time, subsearch_terms, text_value, wildcard
+from .pipeline import Pipeline
+from .parse_eval import COMPARISONS
 
 
 Event = dict

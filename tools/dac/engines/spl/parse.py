@@ -9,13 +9,16 @@ Trees are tuples:
   ("subsearch", Pipeline) (`[search …]` whose rows each give one `search` value TERM(x))
 - eval: ("num", n) | ("str", s) | ("field", name) | ("call", name, [t…]) | ("bin", op, l, r) |
   ("not", t) | ("neg", t)
+
+This module holds the shared lexing helpers and the search-term parser; eval expressions are
+parsed by dac.engines.spl.parse_eval, whole pipelines (commands) by dac.engines.spl.pipeline.
 """
 from __future__ import annotations
 
 import functools
 import re
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Callable, Iterable
 
 from dac.core.regex_safety import catastrophic
 from .check import pcre_to_python
@@ -139,13 +142,13 @@ class Search:
 
 
 class _SearchParser:
-    def __init__(self, text: str):
-        self.tokens = self._lex(text)
+    def __init__(self, text: str, parse_subsearch: Callable[[str], object]):
+        self.tokens = self._lex(text, parse_subsearch)
         self.pos = 0
         self.times: dict[str, str] = {}
 
     @staticmethod
-    def _lex(text: str) -> list[tuple[str, object]]:
+    def _lex(text: str, parse_subsearch: Callable[[str], object]) -> list[tuple[str, object]]:
         tokens = []
         for m in _scan(_SEARCH_TOKEN, text, "search terms"):
             if m["in"]:
@@ -160,7 +163,7 @@ class _SearchParser:
             elif m["term"]:
                 tokens.append(("raw", term_regex(m["term"])))
             elif m["sub"]:
-                tokens.append(("subsearch", parse_pipeline(m["sub"][1:-1].strip())))
+                tokens.append(("subsearch", parse_subsearch(m["sub"][1:-1].strip())))
             elif m["paren"]:
                 tokens.append(("paren", m["paren"]))
             else:
@@ -293,329 +296,7 @@ def major_tokens(raw: str) -> set[str]:
     return set(re.split(MAJOR_REGEX, raw.lower()))
 
 
-def parse_search(text: str) -> Search:
-    return _SearchParser(text).parse()
-
-
-# --- eval expressions ----------------------------------------------------------------------------
-
-_EVAL_TOKEN = re.compile(r"""
-    \s*(?:
-      (?P<num>\d+(?:\.\d+)?)
-    | (?P<str>"(?:\\.|[^"\\])*")
-    | (?P<qfield>'[^']*')
-    | (?P<op>==|!=|<=|>=|[=<>+\-*/%.(),])
-    | (?P<word>[A-Za-z_][\w]*)
-    )""", re.X)
-
-BINARY = {  # operator -> precedence; higher binds tighter
-    "OR": 1, "XOR": 2, "AND": 3,
-    "=": 5, "==": 5, "!=": 5, "<": 5, "<=": 5, ">": 5, ">=": 5, "LIKE": 5,
-    "+": 6, "-": 6, ".": 6, "*": 7, "/": 7, "%": 7,
-}
-COMPARISONS = ("=", "==", "!=", "<", "<=", ">", ">=")
-
-# eval function -> accepted argument counts (None: any)
-FUNCTIONS: dict[str, tuple[int, ...] | None] = {
-    "if": (3,), "case": None, "coalesce": None, "null": (0,), "true": (0,), "false": (0,),
-    "isnull": (1,), "isnotnull": (1,), "match": (2,), "replace": (3,), "urldecode": (1,),
-    "mvindex": (2, 3), "mvfind": (2,), "mvjoin": (2,), "mvcount": (1,), "lower": (1,), "upper": (1,), "len": (1,),
-    "tostring": (1,), "tonumber": (1, 2), "substr": (2, 3), "like": (2,),
-}
-
-
-class _EvalParser:
-    """Pratt parser turning an eval expression into a tree."""
-
-    def __init__(self, text: str):
-        self.text = text
-        self.tokens = [(m.lastgroup, m.group(m.lastgroup)) for m in _scan(_EVAL_TOKEN, text, "eval expression")]
-        self.pos = 0
-
-    def _peek(self):
-        return self.tokens[self.pos] if self.pos < len(self.tokens) else (None, None)
-
-    def _take(self, kind=None, value=None):
-        tok = self._peek()
-        if tok[0] is None or (kind and tok[0] != kind) or (value and tok[1] != value):
-            raise SplUnsupported(f"eval expression {self.text!r}: expected {value or kind}, found {tok[1]!r}")
-        self.pos += 1
-        return tok
-
-    def parse(self) -> tuple:
-        expr = self.expression(0)
-        if self.pos != len(self.tokens):
-            raise SplUnsupported(f"eval expression {self.text!r}: unexpected {self._peek()[1]!r}")
-        return expr
-
-    def _binary_op(self):
-        kind, val = self._peek()
-        if kind == "op" and val in BINARY:
-            return val
-        if kind == "word" and val in ("AND", "OR", "XOR", "LIKE"):
-            return val
-        return None
-
-    def expression(self, min_prec: int):
-        left = self.unary()
-        while (op := self._binary_op()) is not None and BINARY[op] > min_prec:
-            self.pos += 1
-            right = self.expression(BINARY[op])
-            left = ("bin", "=" if op == "==" else op, left, right)
-        return left
-
-    def unary(self):
-        kind, val = self._peek()
-        if kind == "word" and val == "NOT":
-            self.pos += 1
-            return ("not", self.expression(4))
-        if kind == "op" and val == "-":
-            self.pos += 1
-            return ("neg", self.unary())
-        return self.primary()
-
-    def primary(self):
-        kind, val = self._take()
-        if kind == "num":
-            return ("num", float(val) if "." in val else int(val))
-        if kind == "str":
-            return ("str", unquote(val))
-        if kind == "qfield":
-            return ("field", val[1:-1])
-        if kind == "op" and val == "(":
-            inner = self.expression(0)
-            self._take("op", ")")
-            return inner
-        if kind == "word":
-            if self._peek() == ("op", "("):
-                return self._call(val)
-            if val in ("true", "false", "null"):
-                raise SplUnsupported(f"bare {val} in eval (write {val}())")
-            return ("field", val)
-        raise SplUnsupported(f"eval expression {self.text!r}: unexpected {val!r}")
-
-    def _call(self, name: str):
-        if name not in FUNCTIONS:
-            raise SplUnsupported(f"eval function {name}() is outside the evaluated subset")
-        self._take("op", "(")
-        args = []
-        if self._peek() != ("op", ")"):
-            args.append(self.expression(0))
-            while self._peek() == ("op", ","):
-                self.pos += 1
-                args.append(self.expression(0))
-        self._take("op", ")")
-        counts = FUNCTIONS[name]
-        if name == "case" and len(args) % 2:
-            raise SplUnsupported("case() needs condition/value pairs")
-        if counts is not None and len(args) not in counts:
-            raise SplUnsupported(f"{name}() does not take {len(args)} arguments")
-        return ("call", name, args)
-
-
-def parse_eval(text: str) -> tuple:
-    return _EvalParser(text).parse()
-
-
-# --- commands ------------------------------------------------------------------------------------
-
-FIELD_LIST = re.compile(r"[\s,]+")
-AGGREGATES = ("count", "dc", "values", "list", "min", "max", "sum", "first", "last")
-
-
-@dataclass
-class Rex:
-    field: str
-    pattern: str                      # PCRE, as written
-
-
-@dataclass
-class Aggregation:
-    func: str
-    field: str | None
-    alias: str
-
-
-@dataclass
-class Stats:
-    aggs: list[Aggregation]
-    by: list[str]
-    window: float | None = None     # streamstats time_window=, in seconds
-
-
-@dataclass
-class Sort:
-    limit: int | None
-    keys: list[tuple[str, bool]]      # (field, descending)
-
-
-@dataclass
-class Step:
-    name: str                         # the SPL command
-    spec: object                      # its parsed arguments
-    text: str                         # the command as written (cache keys)
-
-
-@dataclass
-class Pipeline:
-    base: Search
-    base_text: str                    # without a leading `search` (cache keys)
-    steps: list[Step] = field(default_factory=list)
-
-
-def _parse_assignments(args: str) -> list[tuple[str, tuple]]:
-    assignments = []
-    for part in split_top(args, ","):
-        m = re.match(r"\s*([A-Za-z_][\w.]*|'[^']+')\s*=(?!=)(.*)$", part, re.S)
-        if not m:
-            raise SplUnsupported(f"eval assignment {part.strip()!r} is not field=expression")
-        assignments.append((m[1].strip("'"), parse_eval(m[2])))
-    return assignments
-
-
-def _parse_rex(args: str) -> Rex:
-    field, rest = "_raw", args
-    m = re.match(r'\s*field\s*=\s*([\w.{}]+)\s*(.*)$', args, re.S)
-    if m:
-        field, rest = m[1], m[2]
-    rest = rest.strip()
-    if not (rest.startswith('"') and rest.endswith('"')) or split_top(rest, " ") != [rest]:
-        raise SplUnsupported(f"rex {args.strip()!r}: only `rex [field=X] \"regex\"` is evaluated")
-    return Rex(field, unquote(rest))
-
-
-def _parse_regex(args: str) -> tuple[str, bool, str]:
-    m = re.match(r'\s*(?:([\w.{}]+)\s*(!?=)\s*)?("(?:\\.|[^"\\])*")\s*$', args, re.S)
-    if not m:
-        raise SplUnsupported(f"regex {args.strip()!r}: only `regex [field=|!=]\"regex\"` is evaluated")
-    return m[1] or "_raw", (m[2] or "=") == "=", unquote(m[3])
-
-
-_WINDOW = re.compile(r"^\s*time_window=([0-9]+)(s|m|h|d)?\s+", re.I)
-
-
-def _parse_stats(spec: str, command: str) -> Stats:
-    window = None
-    if command == "streamstats" and (m := _WINDOW.match(spec)):
-        window = int(m[1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[(m[2] or "s").lower()]
-        spec = spec[m.end():]
-    parts = re.split(r"\s+by\s+", " " + spec.strip() + " ", maxsplit=1, flags=re.I)
-    spec, by = parts[0], (parts[1] if len(parts) > 1 else "")
-    by_fields = [f for f in FIELD_LIST.split(by.strip()) if f] if by else []
-    aggs = []
-    pattern = re.compile(r"\s*([a-z_]+)(?:\(\s*([^)\s]*)\s*\))?(?:\s+as\s+([\w.]+|\"[^\"]+\"))?\s*,?", re.I)
-    pos, spec = 0, spec.strip()
-    while pos < len(spec):
-        m = pattern.match(spec, pos)
-        if not m or m.end() == pos:
-            raise SplUnsupported(f"{command}: cannot read {spec[pos:pos + 30]!r}")
-        func, field_name, alias = m[1].lower(), m[2] or None, m[3]
-        if func not in AGGREGATES:
-            raise SplUnsupported(f"{command} function {func}() is outside the evaluated subset")
-        if func != "count" and not field_name:
-            raise SplUnsupported(f"{command} {func}() needs a field")
-        aggs.append(Aggregation(func, field_name, (alias or (f"{func}({field_name})" if field_name else func)).strip('"')))
-        pos = m.end()
-    if not aggs:
-        raise SplUnsupported(f"{command} without an aggregation")
-    if window is not None and any(a.func not in ("count", "dc") for a in aggs):
-        raise SplUnsupported("streamstats time_window= with an aggregation other than count or dc is outside the evaluated subset")
-    return Stats(aggs, by_fields, window)
-
-
-def _parse_sort(args: str) -> Sort:
-    tokens = args.split()
-    limit: int | None = 10000
-    if tokens and tokens[0].isdigit():
-        limit = int(tokens.pop(0)) or None
-    keys, sign = [], False
-    for t in tokens:
-        if t in ("-", "+"):
-            sign = t == "-"
-            continue
-        descending = sign
-        if t[0] in "-+":
-            descending, t = t[0] == "-", t[1:]
-        if not re.fullmatch(r"[\w.{}]+", t):
-            raise SplUnsupported(f"sort key {t!r} (only plain field names are evaluated)")
-        keys.append((t, descending))
-        sign = False
-    if not keys:
-        raise SplUnsupported("sort without a field")
-    return Sort(limit, keys)
-
-
-def _parse_fields(args: str) -> tuple[bool, list[str]]:
-    text = args.strip()
-    return text.startswith("-"), [f for f in FIELD_LIST.split(text.lstrip("+-").strip()) if f]
-
-
-def _parse_head(args: str) -> int:
-    n = args.strip() or "10"
-    if not n.isdigit():
-        raise SplUnsupported(f"head {n!r} (only a count is evaluated)")
-    return int(n)
-
-
-def _parse_dedup(args: str) -> list[str]:
-    fields = [f for f in FIELD_LIST.split(args.strip()) if f]
-    if not fields or any(not re.fullmatch(r"[\w.{}]+", f) for f in fields):
-        raise SplUnsupported(f"dedup {args.strip()!r} (only field names are evaluated)")
-    return fields
-
-
-def _parse_append(args: str) -> Pipeline:
-    m = re.match(r"\s*\[(.*)\]\s*$", args, re.S)
-    if not m:
-        raise SplUnsupported("append needs a [subsearch]")
-    return parse_pipeline(m[1])
-
-
-_COMMANDS = {
-    "search": parse_search, "where": parse_eval, "eval": _parse_assignments, "rex": _parse_rex,
-    "regex": _parse_regex, "stats": lambda a: _parse_stats(a, "stats"),
-    "streamstats": lambda a: _parse_stats(a, "streamstats"), "sort": _parse_sort,
-    "table": lambda a: [f for f in FIELD_LIST.split(a.strip()) if f], "fields": _parse_fields,
-    "head": _parse_head, "dedup": _parse_dedup, "append": _parse_append,
-}
-FILTERS = ("search", "where", "regex")
-
-
-def parse_pipeline(text: str) -> Pipeline:
-    segments = [s.strip() for s in split_top(text, "|")]
-    first = segments[0]
-    if not first:
-        raise SplUnsupported("a search must start with a base search (index=…), not a bare command")
-    if re.match(r"search\b", first):
-        first = first[len("search"):].strip()
-    pipeline = Pipeline(parse_search(first), first)
-    for segment in segments[1:]:
-        m = re.match(r"([A-Za-z_]\w*)\b(.*)$", segment, re.S)
-        if not m:
-            raise SplUnsupported(f"empty command in {segment!r}")
-        name = m[1].lower()
-        if name not in _COMMANDS:
-            raise SplUnsupported(f"command `{name}` is outside the SPL subset dac evaluates")
-        pipeline.steps.append(Step(name, _COMMANDS[name](m[2]), segment))
-    return pipeline
-
-
-def cache_points(steps: list[Step]) -> set[int]:
-    """Where a session keeps a prefix's result for later searches: after each stats, and after the
-    last step before the first filter that follows a stats (the end of the shared assembly, e.g.
-    proctitle decoding)."""
-    points, seen_stats = set(), False
-    for i, step in enumerate(steps):
-        if step.name == "stats":
-            points.add(i)
-            seen_stats = True
-        elif seen_stats and step.name in FILTERS:
-            points.add(i - 1)
-            break
-    return points
-
-
-def prefix_keys(pipeline: Pipeline) -> list[tuple[str, ...]]:
-    """Key of the prefix ending at each step: the same text means the same intermediate result."""
-    texts = [pipeline.base_text] + [s.text for s in pipeline.steps]
-    return [tuple(texts[:i + 2]) for i in range(len(pipeline.steps))]
+def parse_search(text: str, parse_subsearch: Callable[[str], object]) -> Search:
+    """`parse_subsearch` parses the pipeline inside `[…]` (dac.engines.spl.pipeline.parse_pipeline,
+    passed in: a subsearch is a whole pipeline, and pipelines are parsed on top of this module)."""
+    return _SearchParser(text, parse_subsearch).parse()

@@ -34,7 +34,8 @@ from urllib.parse import unquote
 
 import duckdb
 
-from .parse import NUMBER, Pipeline, Search, SplUnsupported, cache_points, parse_pipeline, prefix_keys, subsearch_terms, text_value
+from .parse import NUMBER, Search, SplUnsupported, subsearch_terms, text_value
+from .pipeline import Pipeline, cache_points, parse_pipeline, prefix_keys
 from .sql_expr import Expr, MULTIVALUE_BY, SEQ, _MACROS, _NULL, _NUM_RE, _SQL_TYPE, _TABLE_NUMBERS, _lit, _unify, column, field_of
 from .sql_steps import _Chain, _STEPS, _search_step
 

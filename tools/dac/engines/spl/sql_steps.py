@@ -4,7 +4,8 @@ dac.engines.spl.sql, whose module docstring gives the Splunk semantics they keep
 
 from __future__ import annotations
 
-from .parse import Rex, Search, Sort, SplUnsupported, Stats, wildcard
+from .parse import Search, SplUnsupported, wildcard
+from .pipeline import Rex, Sort, Stats
 from .sql_expr import Expr, MULTIVALUE_BY, SEQ, _any, _as_list, _bool, _lit, _num1, _re2, _text1, _time_filter, column, expression, search_sql
 
 
