@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from dac.core.regex_safety import catastrophic
-from .check import pcre_to_python
+from .pcre import pcre_to_python
 
 
 class SplUnsupported(Exception):
