@@ -21,11 +21,11 @@ from dac.compile.kql_analyzer import analyze, is_error, load_schemas, result_col
 from dac.core.problems import DacError
 from dac.core.repo import Layout
 from dac.rules.ruleset import load_rules
-from dac.artifacts.sentinel_analytics import (
-    API_VERSION, ARM_DIR, ANALYTICS_DIR, NAMESPACE, RESOURCE_TYPE, alert_rule_id,
-    alert_rules, arm_template, build_sentinel_files, hunting_rule_id, iso_duration, load_analytics_config,
-    check_sentinel_files, load_schema, owned_marker, parse_owner, referenced_columns, schema_errors, template_yaml,
-)
+from dac.artifacts.sentinel_analytics import API_VERSION, ARM_DIR, ANALYTICS_DIR, RESOURCE_TYPE, alert_rules
+from dac.artifacts.sentinel_ids import NAMESPACE, alert_rule_id, hunting_rule_id, owned_marker, parse_owner
+from dac.artifacts.sentinel_config import iso_duration, load_analytics_config
+from dac.artifacts.sentinel_files import arm_template, build_sentinel_files, template_yaml
+from dac.artifacts.sentinel_checks import check_sentinel_files, load_schema, referenced_columns, schema_errors
 from dac.artifacts.sentinel_versions import LOCK_FILE
 from dac.compile.targets import load_targets
 

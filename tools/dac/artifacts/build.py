@@ -17,7 +17,8 @@ from dac.core.atomic import write_text_atomic
 from dac.rules.content import check_artifacts
 from dac.compile.compose import hunting_specs, kql_hunting, spl_hunting
 from .coverage_files import build_coverage_files
-from .sentinel_analytics import ANALYTICS_DIR, ARM_DIR, build_sentinel_files
+from .sentinel_analytics import ANALYTICS_DIR, ARM_DIR
+from .sentinel_files import build_sentinel_files
 from .sentinel_hunting import HUNTING_DIR
 from .sentinel_versions import LOCK_FILE
 from .splunk_app import build_app_files, generated_app_dirs

@@ -14,27 +14,25 @@ For every query compiled for a `siem: sentinel` target, and for every composed h
   API_VERSION, so Sentinel Repositories (or any ARM deployment) can deploy it.
 
 What the Sigma rule says (title, description, false positives, level, ATT&CK tags, the query) comes
-from the rule; what Sentinel needs beyond it (schedule, entity mappings, connectors, incident
-settings) comes from sentinel/analytics.yml. Rule ids are GUIDs derived from (Sigma rule id,
-target), so renaming a rule keeps its analytic. Each description ends with an ownership marker
-(`owned_marker`, `parse_owner`) by which a deployment recognises the analytics it owns.
+from the rule; what Sentinel needs beyond it comes from sentinel/analytics.yml
+(dac.artifacts.sentinel_config). Ids and the ownership marker: dac.artifacts.sentinel_ids; the
+files: dac.artifacts.sentinel_files; their checks: dac.artifacts.sentinel_checks.
 """
 from __future__ import annotations
 
 import copy
 import json
 import re
-import uuid
 from dataclasses import dataclass
-import yaml
 
 from dac.compile.compose import hunting_members, hunting_specs, kql_hunting
 from dac.compile.convert import Query
-from .sentinel_hunting import HUNTING_DIR, dumps_arm, hunting_queries
-from dac.rules.tiers import is_alert
 from dac.core.problems import DacError, Problem
-from dac.core.repo import Layout
-from .sentinel_versions import LOCK_FILE, VERSION_RE, load_lock, lock_text, query_hash, settle
+from dac.rules.tiers import is_alert
+from .sentinel_config import CONFIG_FILE, AnalyticsConfig, duration_minutes, iso_duration
+from .sentinel_ids import HUNTING_TARGET, alert_rule_id, hunting_rule_id, owned_marker
+from .sentinel_versions import VERSION_RE, settle
+from .sentinel_windows import ingestion_window, sequence_window
 
 # Microsoft.SecurityInsights api-version of the ARM templates and of `dac deploy`. No stable
 # version's ScheduledAlertRuleProperties has `subTechniques` (up to stable 2025-09-01); the
@@ -45,14 +43,8 @@ API_VERSION = "2025-10-01-preview"
 ARM_SCHEMA = "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#"
 RESOURCE_TYPE = "Microsoft.OperationalInsights/workspaces/providers/alertRules"
 
-CONFIG_FILE = "sentinel/analytics.yml"
 ANALYTICS_DIR = "sentinel/analytics"
 ARM_DIR = "sentinel/arm"
-
-# Fixed namespace for the alert rule GUIDs: never change it, every deployed rule id depends on it.
-NAMESPACE = uuid.UUID("d158ea35-1a5c-4700-998b-1e5ec26b5c5e")
-HUNTING_TARGET = "hunting"      # the `target` of a composed union in the ownership marker
-
 SEVERITY = {"informational": "Informational", "low": "Low", "medium": "Medium",
             "high": "High", "critical": "High"}          # Sentinel has no Critical
 SEVERITY_RANK = {"Informational": 0, "Low": 1, "Medium": 2, "High": 3}
@@ -67,31 +59,7 @@ TACTICS = {     # ATT&CK tactic tag (Sigma) -> Sentinel AttackTactic
 }
 TECHNIQUE_TAG = re.compile(r"^attack\.t(\d{4})(?:\.(\d{3}))?$")
 TRIGGER_OPERATORS = {"gt": "GreaterThan", "lt": "LessThan", "eq": "Equal", "ne": "NotEqual"}
-DURATION = re.compile(r"^([1-9][0-9]*)([mhd])$")
 MIN_MINUTES, MAX_MINUTES = 5, 14 * 24 * 60                # Sentinel: 5 minutes .. 14 days
-
-MARKER = "Managed by dac from sigma rule {rule_id} (target {target}); edit the Sigma rule, not this analytic."
-_MARKER_RE = re.compile(r"Managed by dac from sigma rule (\S+) \(target ([^\s()]+)\); "
-                        r"edit the Sigma rule, not this analytic\.")
-_STAMP_LINES = re.compile(r"(?:\n[ \t]*dac-[a-z-]+: \S*[ \t]*)+\s*$")
-
-DEFAULT_KEYS = ("queryFrequency", "queryPeriod", "triggerOperator", "triggerThreshold", "suppressionEnabled",
-                "suppressionDuration", "eventGroupingSettings", "incidentConfiguration", "enabled", "status", "version",
-                "dedupByIngestionTime")
-# dedupByIngestionTime: each run alerts only on rows ingested since the previous run (see
-# ingestion_window), so a queryPeriod longer than queryFrequency catches late rows without
-# alerting twice on the rows of the overlap.
-INGESTION_FILTER = "| where ingestion_time() > ago({window})"
-# A correlation alerts on its sequences whose last event falls in one run's slice of event time,
-# (now - queryFrequency - delay, now - delay], delay = queryPeriod - queryFrequency - timespan:
-# consecutive runs' slices neither overlap nor leave gaps, and every step of a sequence in the
-# slice is inside the lookback. Filtering a step on ingestion time would lose a sequence whose
-# steps were ingested out of order in two runs.
-SEQUENCE_FILTER = "| where LastTime > ago({start}m) and LastTime <= ago({delay}m)"
-SHAPE_KEYS = ("entityMappings", "customDetails", "alertDetailsOverride")
-OVERRIDE_KEYS = ("name", "description", "severity") + DEFAULT_KEYS + SHAPE_KEYS
-REQUIRED_DEFAULTS = ("queryFrequency", "queryPeriod", "triggerOperator", "triggerThreshold",
-                     "suppressionEnabled", "suppressionDuration", "version")
 
 
 @dataclass
@@ -100,143 +68,6 @@ class AlertRule:
     file_stem: str           # sentinel/analytics/<file_stem>.yaml, sentinel/arm/<file_stem>.json
     yaml_doc: dict           # the Azure-Sentinel template document, in output key order
     arm_properties: dict     # the REST `properties` of kind Scheduled for API_VERSION
-
-
-# ---------------------------------------------------------------- identity and ownership
-
-def alert_rule_id(rule_id: str, target: str) -> str:
-    """GUID of the analytic for one Sigma rule on one target: stable across titles, names, files."""
-    return str(uuid.uuid5(NAMESPACE, f"{rule_id}/{target}"))
-
-
-def hunting_rule_id(hunting_name: str) -> str:
-    """GUID of the analytic for a composed hunting union."""
-    return str(uuid.uuid5(NAMESPACE, hunting_name))
-
-
-def owned_marker(rule_id: str, target: str) -> str:
-    """The line every generated description ends with."""
-    return MARKER.format(rule_id=rule_id, target=target)
-
-
-def parse_owner(description: str | None) -> tuple[str, str] | None:
-    """(rule id, target) when the description ends with dac's ownership marker, else None.
-
-    A composed union gives (hunting name, "hunting"). Trailing whitespace is ignored (the portal
-    and the API may trim it), and so are `dac-<word>: <value>` lines after the marker (the deploy
-    step appends `dac-hash: …`); a marker anywhere else does not count.
-    """
-    if not description:
-        return None
-    lines = _STAMP_LINES.sub("", description).rstrip().splitlines()
-    match = _MARKER_RE.fullmatch(lines[-1].strip()) if lines else None
-    return (match.group(1), match.group(2)) if match else None
-
-
-# ---------------------------------------------------------------- durations
-
-def duration_minutes(value: str) -> int:
-    match = DURATION.match(str(value))
-    if not match:
-        raise ValueError(f"duration {value!r} must be <n>m, <n>h or <n>d")
-    return int(match.group(1)) * {"m": 1, "h": 60, "d": 1440}[match.group(2)]
-
-
-def iso_duration(value: str) -> str:
-    """Azure-Sentinel template duration (75m, 1h, 14d) -> ISO 8601 for the API (PT1H15M, PT1H, P14D)."""
-    minutes = duration_minutes(value)
-    days, rest = divmod(minutes, 1440)
-    hours, minutes = divmod(rest, 60)
-    time = (f"{hours}H" if hours else "") + (f"{minutes}M" if minutes else "")
-    return "P" + (f"{days}D" if days else "") + (f"T{time}" if time else "")
-
-
-# ---------------------------------------------------------------- configuration
-
-def load_analytics_config(layout: Layout) -> dict | None:
-    """sentinel/analytics.yml, or None when the repository has none (then no analytics are built)."""
-    path = layout.root / CONFIG_FILE
-    if not path.is_file():
-        return None
-    try:
-        text = path.read_text(encoding="utf-8")
-        config = yaml.safe_load(text)
-        lines = _key_lines(yaml.compose(text))
-    except OSError as e:
-        raise DacError([Problem(CONFIG_FILE, None, f"cannot read: {e}")])
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        raise DacError([Problem(CONFIG_FILE, mark.line + 1 if mark else None, f"malformed YAML: {getattr(e, 'problem', e)}")])
-    if not isinstance(config, dict):
-        raise DacError([Problem(CONFIG_FILE, 1, "must be a YAML mapping")])
-    config["_lines"] = lines
-    config["_versions"] = load_lock(layout)
-    return config
-
-
-def _key_lines(node, path: tuple = ()) -> dict[tuple, int]:
-    """(key, key, ...) -> 1-based line, for every mapping key of the document."""
-    lines = {}
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            if isinstance(key, yaml.ScalarNode):
-                lines[path + (key.value,)] = key.start_mark.line + 1
-                lines.update(_key_lines(value, path + (key.value,)))
-    return lines
-
-
-class _Config:
-    """Checked access to sentinel/analytics.yml; every problem is collected."""
-
-    def __init__(self, raw: dict):
-        self.raw = raw
-        self.lines = raw.get("_lines", {})
-        self.problems: list[Problem] = []
-        self.defaults = self._mapping("defaults")
-        self.connectors = self._mapping("data_connectors")
-        self.shapes = self._mapping("shapes")
-        self.overrides = self._mapping("overrides")
-        for key in raw:
-            if key not in ("defaults", "data_connectors", "shapes", "overrides", "_lines", "_versions"):
-                self.problem((key,), f"unknown top-level key `{key}` (allowed: defaults, data_connectors, shapes, overrides)")
-        for key in REQUIRED_DEFAULTS:
-            if key not in self.defaults:
-                self.problem(("defaults",), f"defaults needs `{key}`")
-        self._check_keys(("defaults",), self.defaults, DEFAULT_KEYS)
-        for name, shape in self.shapes.items():
-            if not isinstance(shape, dict):
-                self.problem(("shapes", name), f"shape {name!r} must be a mapping")
-                continue
-            self._check_keys(("shapes", name), shape, SHAPE_KEYS)
-        for key, override in self.overrides.items():
-            if not isinstance(override, dict):
-                self.problem(("overrides", str(key)), f"override {key!r} must be a mapping")
-                continue
-            self._check_keys(("overrides", str(key)), override, OVERRIDE_KEYS)
-
-    def problem(self, path: tuple, message: str) -> None:
-        line = None
-        for n in range(len(path), 0, -1):
-            line = self.lines.get(tuple(str(p) for p in path[:n]))
-            if line:
-                break
-        self.problems.append(Problem(CONFIG_FILE, line, message))
-
-    def _mapping(self, key: str) -> dict:
-        value = self.raw.get(key) or {}
-        if not isinstance(value, dict):
-            self.problem((key,), f"`{key}` must be a mapping")
-            return {}
-        return value
-
-    def _check_keys(self, path: tuple, mapping: dict, allowed: tuple) -> None:
-        for key in mapping:
-            if key not in allowed:
-                self.problem(path + (key,), f"unknown key `{key}` under {'.'.join(map(str, path))} (allowed: {', '.join(allowed)})")
-
-    def override(self, key: str) -> dict:
-        value = self.overrides.get(key)
-        return value if isinstance(value, dict) else {}
 
 
 # ---------------------------------------------------------------- building one analytic
@@ -301,36 +132,7 @@ class _Spec:
     correlation_seconds: int | None = None      # a correlation's timespan
 
 
-def sequence_window(query: str, frequency: str, period: str, seconds: int) -> str | None:
-    """A correlation query restricted to the sequences of this run's slice (SEQUENCE_FILTER);
-    None when the lookback is too short to hold a whole sequence beyond the frequency."""
-    delay = duration_minutes(period) - duration_minutes(frequency) - -(-seconds // 60)
-    if delay < 0:
-        return None
-    start = duration_minutes(frequency) + delay
-    return query.rstrip("\n") + "\n" + SEQUENCE_FILTER.format(start=start, delay=delay) + "\n"
-
-
-def ingestion_window(query: str, window: str, lets: list[str] | None) -> str | None:
-    """The query with `| where ingestion_time() > ago(<window>)` right after its table, or after
-    the table of each named `let`; None when there is no such place."""
-    lines = query.rstrip("\n").split("\n")
-    flt = INGESTION_FILTER.format(window=window)
-    if lets is None:
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", lines[0].strip()):
-            return None
-        return "\n".join([lines[0], flt] + lines[1:]) + "\n"
-    out, found = [], set()
-    for line in lines:
-        out.append(line)
-        match = re.fullmatch(r"let ([A-Za-z_][A-Za-z0-9_]*) = [A-Za-z_][A-Za-z0-9_]*", line.strip())
-        if match and match.group(1) in lets:
-            out.append(flt)
-            found.add(match.group(1))
-    return "\n".join(out) + "\n" if found == set(lets) else None
-
-
-def _settings(spec: _Spec, cfg: _Config) -> dict:
+def _settings(spec: _Spec, cfg: AnalyticsConfig) -> dict:
     shape = cfg.shapes.get(spec.shape)
     if not isinstance(shape, dict):
         cfg.problem(("shapes",), f"no shape {spec.shape!r} under `shapes` (needed by {spec.file_stem})")
@@ -343,7 +145,7 @@ def _settings(spec: _Spec, cfg: _Config) -> dict:
     return settings
 
 
-def _check(spec: _Spec, s: dict, cfg: _Config) -> None:
+def _check(spec: _Spec, s: dict, cfg: AnalyticsConfig) -> None:
     """What the schema cannot say, or what the ARM conversion needs; problems point at the key's origin."""
     def where(key: str) -> tuple:
         if key in cfg.override(spec.config_key):
@@ -402,7 +204,7 @@ def _with_iso_lookback(value):
     return value
 
 
-def _build(spec: _Spec, cfg: _Config) -> AlertRule:
+def _build(spec: _Spec, cfg: AnalyticsConfig) -> AlertRule:
     s = _settings(spec, cfg)
     severity = s.get("severity", spec.severity)
     spec.severity = severity
@@ -537,7 +339,7 @@ def alert_rules(queries: list[Query], config: dict | None, targets_config: dict)
     """
     if config is None:
         raise DacError([Problem(CONFIG_FILE, None, "missing: the Sentinel analytics configuration is needed")])
-    cfg = _Config(config)
+    cfg = AnalyticsConfig(config)
     specs = _rule_specs(queries) + _hunting_specs(queries, targets_config)
     known = {s.config_key for s in specs}
     for key in cfg.overrides:
@@ -562,154 +364,3 @@ def alert_rules(queries: list[Query], config: dict | None, targets_config: dict)
     if cfg.problems:
         raise DacError(cfg.problems)
     return rules
-
-
-def version_lock(rules: list[AlertRule]) -> str:
-    """sentinel/versions.lock.yml for these analytics."""
-    return lock_text({r.id: {"name": r.file_stem, "version": r.yaml_doc["version"], "sha256": query_hash(r.yaml_doc["query"])}
-                      for r in rules})
-
-
-# ---------------------------------------------------------------- files
-
-class _Dumper(yaml.SafeDumper):
-    """Azure-Sentinel template style: block sequences indented under their key, `|` for text."""
-
-    def increase_indent(self, flow: bool = False, indentless: bool = False):
-        return super().increase_indent(flow, False)
-
-    def ignore_aliases(self, data) -> bool:      # a value used twice is written twice, never as &id/*id
-        return True
-
-
-def _str(dumper: yaml.SafeDumper, value: str):
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|" if "\n" in value else None)
-
-
-_Dumper.add_representer(str, _str)
-
-
-def template_yaml(doc: dict) -> str:
-    return yaml.dump(doc, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100000, default_flow_style=False)
-
-
-def arm_template(rule: AlertRule) -> dict:
-    """The ARM deployment template deploying one analytic into the workspace given as a parameter."""
-    return {
-        "$schema": ARM_SCHEMA,
-        "contentVersion": "1.0.0.0",
-        "parameters": {
-            "workspace": {
-                "type": "string",
-                "metadata": {"description": "Name of the Log Analytics workspace Microsoft Sentinel is enabled on"},
-            },
-        },
-        "resources": [{
-            "type": RESOURCE_TYPE,
-            "apiVersion": API_VERSION,
-            "name": f"[concat(parameters('workspace'),'/Microsoft.SecurityInsights/{rule.id}')]",
-            "kind": "Scheduled",
-            "properties": rule.arm_properties,
-        }],
-    }
-
-
-def build_sentinel_files(queries: list[Query], config: dict, layout: Layout) -> dict[str, str]:
-    """Repository-relative path -> content of every generated Sentinel analytics file.
-
-    Empty when the repository has no sentinel/analytics.yml. Byte-identical across runs.
-    """
-    analytics = load_analytics_config(layout)
-    if analytics is None:
-        return {}
-    files = {}
-    rules = alert_rules(queries, analytics, config)
-    for rule in rules:
-        files[f"{ANALYTICS_DIR}/{rule.file_stem}.yaml"] = template_yaml(rule.yaml_doc)
-        files[f"{ARM_DIR}/{rule.file_stem}.json"] = json.dumps(arm_template(rule), indent=2, ensure_ascii=False) + "\n"
-    files[LOCK_FILE] = version_lock(rules)
-    for stem, doc, arm in hunting_documents(queries, analytics):
-        files[f"{HUNTING_DIR}/{stem}.yaml"] = template_yaml(doc)
-        files[f"{ARM_DIR}/hunting_{stem}.json"] = dumps_arm(arm)
-    return dict(sorted(files.items()))
-
-
-def hunting_documents(queries: list[Query], analytics: dict) -> list[tuple[str, dict, dict]]:
-    """(file stem, hunting-query YAML document, ARM template) per hunting-tier Sentinel query;
-    `dac deploy sentinel` deploys the ARM templates' saved searches."""
-    connectors = _Config(analytics).connectors
-    return hunting_queries(queries, _tags, _rule_description,
-                           lambda text: _required_connectors(_tables(text, connectors), connectors))
-
-
-# ---------------------------------------------------------------- checks shared with tests and validation
-
-def load_schema(layout: Layout) -> dict:
-    return json.loads((layout.root / "sentinel" / "schemas" / "analytic_rule.schema.json").read_text(encoding="utf-8"))
-
-
-def schema_errors(doc: dict, schema: dict) -> list[str]:
-    """Every JSON Schema violation of a template document, as `path: message` (needs jsonschema)."""
-    import jsonschema
-    validator = jsonschema.Draft202012Validator(schema)
-    return sorted(f"{'/'.join(str(p) for p in e.absolute_path) or '(root)'}: {e.message}"
-                  for e in validator.iter_errors(doc))
-
-
-def referenced_columns(doc: dict) -> list[str]:
-    """The query output columns a template relies on: entity mappings, custom details, overrides."""
-    columns = [f["columnName"] for m in doc.get("entityMappings") or [] for f in m.get("fieldMappings") or []]
-    columns += list((doc.get("customDetails") or {}).values())
-    override = doc.get("alertDetailsOverride") or {}
-    columns += [override[k] for k in ("alertTacticsColumnName", "alertSeverityColumnName") if override.get(k)]
-    columns += [p["value"] for p in override.get("alertDynamicProperties") or [] if p.get("value")]
-    for key in ("alertDisplayNameFormat", "alertDescriptionFormat"):
-        columns += re.findall(r"\{\{(\w+)\}\}", override.get(key) or "")
-    return list(dict.fromkeys(columns))
-
-
-def check_sentinel_files(files: dict[str, str], layout: Layout) -> list[Problem]:
-    """Problems in generated Sentinel templates, for `dac validate` / `dac build`.
-
-    Each sentinel/analytics/*.yaml must satisfy the JSON Schema, and every column its entity
-    mappings, custom details and alert overrides name must be an output column of its query
-    (Kusto.Language against sentinel/schemas/). Needs jsonschema and the Kusto analyzer.
-    """
-    from dac.compile.kql_analyzer import load_schemas, result_columns
-    problems, templates = [], {}
-    for path, text in sorted(files.items()):
-        if not (path.startswith(ANALYTICS_DIR + "/") and path.endswith(".yaml")):
-            continue
-        try:
-            doc = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            problems.append(Problem(path, mark.line + 1 if mark else None, f"malformed YAML: {getattr(e, 'problem', e)}"))
-            continue
-        if not isinstance(doc, dict):
-            problems.append(Problem(path, 1, "an analytic rule template must be a YAML mapping"))
-            continue
-        templates[path] = doc
-    if not templates:
-        return problems
-    schema = load_schema(layout)
-    for path, doc in list(templates.items()):
-        errors = schema_errors(doc, schema)
-        problems += [Problem(path, None, f"schema: {e}") for e in errors]
-        if errors:                       # the column check needs a well-formed template
-            del templates[path]
-    queries = {p: d["query"] for p, d in templates.items()}
-    columns = result_columns(queries, load_schemas(layout.schemas), layout.kusto_analyzer)
-    for path, doc in templates.items():
-        if path not in columns:
-            continue
-        lines = files[path].splitlines()
-        start = next((n for n, text in enumerate(lines) if text.startswith("entityMappings:")), 0)
-        for column in referenced_columns(doc):
-            if column not in columns[path]:
-                value = re.compile(rf"^\s*(?:- )?\w+: ['\"]?{re.escape(column)}['\"]?\s*$")
-                line = next((n + 1 for n in range(start, len(lines)) if value.match(lines[n])), None)
-                shown = ", ".join(columns[path][:12]) + (", ..." if len(columns[path]) > 12 else "")
-                problems.append(Problem(path, line, f"column {column!r} is mapped but the query does not output it "
-                                                    f"(it outputs: {shown or 'no table'})"))
-    return problems

@@ -13,7 +13,8 @@ import re
 import uuid
 
 from dac.rules.attack import AttackData
-from .sentinel_analytics import TACTICS, TRIGGER_OPERATORS, iso_duration
+from .sentinel_analytics import TACTICS, TRIGGER_OPERATORS
+from .sentinel_config import iso_duration
 
 REQUIRED = ("id", "kind", "name", "description", "requiredDataConnectors", "severity", "query", "version",
             "queryFrequency", "queryPeriod", "triggerOperator", "triggerThreshold")

@@ -11,7 +11,7 @@ from .cost import check_cost
 from .scopes import check_pipeline_scopes
 from dac.compile.kql_analyzer import analyze, is_error, load_schemas
 from dac.core.problems import Problem
-from dac.artifacts.sentinel_analytics import check_sentinel_files
+from dac.artifacts.sentinel_checks import check_sentinel_files
 from dac.compile.targets import load_targets
 from dac.core.repo import Layout
 from dac.engines.spl.check import check_spl

@@ -115,7 +115,10 @@ def deploy_sentinel(layout: Layout, apply: bool, prune: bool, config_file: str, 
                     sleep=None, policy: RetryPolicy = RetryPolicy(), credential=None) -> bool:
     from . import sentinel as dsn
     from . import sentinel_hunting as dsh
-    from dac.artifacts.sentinel_analytics import API_VERSION, alert_rules, hunting_documents, load_analytics_config, parse_owner
+    from dac.artifacts.sentinel_analytics import API_VERSION, alert_rules
+    from dac.artifacts.sentinel_ids import parse_owner
+    from dac.artifacts.sentinel_config import load_analytics_config
+    from dac.artifacts.sentinel_files import hunting_documents
     queries, config = _compiled(layout)
     settings = dsn.load_sentinel_config(layout.root, config_file, transport)
     analytics = load_analytics_config(layout)

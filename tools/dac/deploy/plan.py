@@ -1,7 +1,7 @@
 """Plan and apply for `dac deploy`, independent of the SIEM (like `terraform plan/apply`).
 
 The repository owns an object in a SIEM when its description carries dac's ownership marker
-(see splunk_searches.owned_marker / sentinel_analytics.owned_marker); nothing else is ever touched.
+(see splunk_searches.owned_marker / sentinel_ids.owned_marker); nothing else is ever touched.
 When dac writes an object it also appends `dac-hash: <h>`, the hash of the managed attributes it
 wrote. On the next plan, an owned object whose live attributes no longer hash to that value was
 edited in the SIEM since (drift); the plan shows it, and apply puts the repository's version back.

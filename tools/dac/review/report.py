@@ -300,7 +300,8 @@ def _desired(siem: str, side: Side, hunting_specs):
             return None
         return desired_objects(saved_searches(side.queries, app_config, hunting_specs(side.config, "sigma/targets.yml")))
     from dac.deploy.sentinel import desired_objects
-    from dac.artifacts.sentinel_analytics import alert_rules, load_analytics_config
+    from dac.artifacts.sentinel_analytics import alert_rules
+    from dac.artifacts.sentinel_config import load_analytics_config
     config = load_analytics_config(side.layout)
     if config is None:
         return None
