@@ -95,7 +95,8 @@ def cmd_build(layout: Layout, args) -> int:
 
 def cmd_test(layout: Layout, args) -> int:
     import json
-    from dac.replay.labelled import run_labelled, summary_table
+    from dac.replay.labelled import run_labelled
+    from dac.replay.verdicts import summary_table
     ruleset, queries, config = compile_repository(layout)
     if args.events:
         return _test_events(layout, ruleset, queries, args)
@@ -268,7 +269,8 @@ def cmd_backtest(layout: Layout, args) -> int:
 
 
 def cmd_review(layout: Layout, args) -> int:
-    from dac.review.report import ReviewError, render_json, render_markdown, review
+    from dac.review.report import render_json, render_markdown, review
+    from dac.review.sides import ReviewError
     try:
         from dac.backtest.window import WindowError, parse_duration
         from dac.review.backtest import ReviewBacktest
