@@ -19,7 +19,8 @@ from dac.artifacts.coverage_files import (LAYER_FILE, MARKDOWN_FILE, build_cover
                                          navigator_layer, write_coverage)
 from dac.rules.attack import check_attack_tags, load_techniques
 from dac.core.problems import DacError
-from dac.replay.labelled import Report, Verdicts, run_labelled
+from dac.replay.labelled import run_labelled
+from dac.replay.verdicts import Report, Verdicts
 from dac.rules.ruleset import RuleSet, load_rules
 from dac.compile.targets import load_targets
 

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from conftest import REPO, run_dac
-from dac.replay.labelled import Verdicts, compare, summary_table
+from dac.replay.verdicts import Verdicts, compare, summary_table
 from dac.rules.ruleset import load_rules
 
 LABEL_FILES = sorted((REPO / "testdata").rglob("*.labels.yml"))

@@ -14,7 +14,8 @@ import yaml
 from conftest import REPO
 from dac.artifacts.build import compile_repository
 from dac.logs import read_log
-from dac.replay.labelled import Replayer, load_labels
+from dac.replay.labelled import Replayer
+from dac.replay.labels import load_labels
 from dac.core.repo import Layout
 
 SHAPES = REPO / "testdata" / "shapes"

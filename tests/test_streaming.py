@@ -161,7 +161,8 @@ CANONICAL = [("auditd/audit.log", "lab-ubu-01"), ("sysmon/sysmon_linux.xml", Non
 @pytest.mark.parametrize("path, host", CANONICAL)
 def test_a_streamed_replay_gives_the_verdicts_of_a_replay_of_the_file_read_whole(repo_layout, path, host):
     from dac.compile.convert import compile_rules
-    from dac.replay.labelled import LabelFile, Replayer
+    from dac.replay.labelled import Replayer
+    from dac.replay.labels import LabelFile
     from dac.rules.ruleset import load_rules
     from dac.replay.stream import load
     from dac.compile.targets import load_targets

@@ -375,7 +375,8 @@ def record() -> dict[str, dict[str, list[str]]]:
     sys.path.insert(0, str(ROOT / "tools"))
     from dac.artifacts.build import compile_repository
     from dac.logs import read_log
-    from dac.replay.labelled import Replayer, load_labels
+    from dac.replay.labelled import Replayer
+    from dac.replay.labels import load_labels
     from dac.core.repo import Layout
     layout = Layout(ROOT)
     ruleset, queries, _ = compile_repository(layout)

@@ -179,7 +179,7 @@ def compute_coverage(ruleset: RuleSet, queries: list[Query], techniques: AttackD
                      labels: list[dict] | None = None) -> Coverage:
     """Per technique: rules, targets compiled, targets tested.
 
-    `report` (dac.replay.labelled.Report) gives measured TP/FP/FN; without it `labels` (read_labels) give
+    `report` (dac.replay.verdicts.Report) gives measured TP/FP/FN; without it `labels` (read_labels) give
     the expected ones; with neither, nothing counts as tested. Bad ATT&CK tags raise DacError.
     """
     problems = check_attack_tags(ruleset, techniques)

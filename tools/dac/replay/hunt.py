@@ -15,7 +15,8 @@ from pathlib import Path
 
 from dac.compile.convert import Query
 from dac.logs import InputError, open_log
-from .labelled import LabelFile, Replayer, column_types
+from .labelled import Replayer, column_types
+from .labels import LabelFile
 from .stream import StoredLog, load
 from dac.core.repo import Layout
 from dac.rules.ruleset import RuleSet

@@ -9,133 +9,29 @@ Correlation rules are compared per group (the group-by values) instead of per ev
 """
 from __future__ import annotations
 
-import re
 from collections import Counter
-from dataclasses import dataclass, field
-from functools import cached_property
 from datetime import datetime, timezone
-from pathlib import Path
-
-import yaml
+from functools import cached_property
 
 from dac.compile.compose import detection_label, hunting_members, hunting_specs, kql_hunting, spl_hunting
 from dac.compile.convert import Query
+from dac.compile.kql_analyzer import load_schemas
+from dac.core.repo import Layout
 from dac.engines.kql.engine import KqlEngine, KqlNotTestable
 from dac.engines.sigma.engine import SigmaEngine, group_value
-from dac.compile.kql_analyzer import load_schemas
-from dac.core.problems import DacError, Problem
-from dac.core.repo import Layout
-from dac.rules.ruleset import RuleSet
-from dac.logs import SampleLog, read_log
 from dac.engines.spl.checked import CheckedSpl
 from dac.engines.spl.parse import SplUnsupported
+from dac.logs import SampleLog, read_log
 from dac.logs.scopes import EventScopes, load_scopes
+from dac.rules.ruleset import RuleSet
+from .labels import LabelFile, kql_key, load_labels, spl_key
 from .scope import rows_in_scope, scope_where
-
-ENGINES = ("sigma", "kql", "spl")
-TRUTHS = ("T1003.007", "malicious-context", "benign")
+from .verdicts import ENGINES, Report, Verdicts, compare
 
 
 def column_types(layout: Layout) -> dict[str, dict[str, str]]:
     """Defender table -> column -> Kusto type, from sentinel/schemas/."""
     return {table: dict(columns) for table, columns in load_schemas(layout.schemas).items()}
-
-
-def spl_key(fmt: str, row: dict) -> str:
-    """The identity (dac_key, see dac.logs) of the event an SPL result row stands for."""
-    if fmt == "auditd":
-        return f"{row.get('host')}:{row.get('audit_serial')}"
-    if fmt == "sysmon":
-        return f"{row.get('Computer')}:{row.get('EventRecordID')}"
-    return str(row.get("dac_key"))
-
-
-def kql_key(row: dict) -> str:
-    return f"{row.get('DeviceName')}:{row.get('ReportId')}"
-
-
-@dataclass
-class LabelFile:
-    path: str
-    log_path: Path
-    format: str
-    table: str | None
-    host: str | None
-    events: dict[str, list[str]]    # event key -> rule ids that fire on it (the regression record)
-    correlations: dict[str, list[dict]]
-    twin_of: str | None = None      # testdata/shapes/: the canonical file this one re-writes in another shape
-    truth: dict[str, str] = field(default_factory=dict)       # event key -> T1003.007 | malicious-context | benign
-    accepted: dict[str, dict[str, str]] = field(default_factory=dict)   # key -> {accepted_fp|known_miss: reason}
-
-
-@dataclass
-class Verdicts:
-    """Per rule x target x log file: the expected keys and each engine's keys (None = not run)."""
-    rule: str
-    rule_id: str
-    target: str
-    log: str
-    expected: set
-    engines: dict[str, set | None]
-    not_testable: dict[str, str] = field(default_factory=dict)
-    evidence: dict = field(default_factory=dict)    # key -> the rows it stands for (a group: all its events)
-    twin: bool = False                              # replayed on a shape twin (testdata/shapes/), not a canonical file
-
-    @property
-    def hits(self) -> set:
-        return set().union(*(k for k in self.engines.values() if k is not None))
-
-
-@dataclass
-class Report:
-    verdicts: list[Verdicts] = field(default_factory=list)
-    failures: list[str] = field(default_factory=list)
-    skipped_lines: list[str] = field(default_factory=list)
-    spl_cross_checks: int = 0       # SPL searches whose rows the DuckDB engine and the reference both gave
-    metrics: object = None          # dac.replay.metrics.Metrics over the truth labels (a full run only)
-
-
-def load_labels(layout: Layout, ruleset: RuleSet) -> list[LabelFile]:
-    known = {str(r.rule.id) for r in ruleset.generated}
-    problems, labels = [], []
-    for path in sorted((layout.root / "testdata").rglob("*.labels.yml")):
-        rel = layout.rel(path)
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            problems.append(Problem(rel, mark.line + 1 if mark else None, f"malformed YAML: {getattr(e, 'problem', e)}"))
-            continue
-        log_path = path.with_name(path.name[: -len(".labels.yml")])
-        if not log_path.is_file():
-            problems.append(Problem(rel, None, f"labels a missing log file {layout.rel(log_path)}"))
-            continue
-        raw_events = data.get("events") or {}
-        events, truth, accepted = {}, {}, {}
-        text_lines = path.read_text(encoding="utf-8").splitlines()
-        def key_line(key: str) -> int | None:
-            return next((n for n, l in enumerate(text_lines, 1) if f'"{key}"' in l or l.strip().startswith(f"{key}:")), None)
-        for key, value in raw_events.items():
-            key = str(key)
-            if not isinstance(value, dict) or value.get("truth") not in TRUTHS:
-                problems.append(Problem(rel, key_line(key), f"event {key}: needs {{truth: {' | '.join(TRUTHS)}, fires: [rule ids]}}"))
-                continue
-            unknown = set(value) - {"truth", "fires", "accepted_fp", "known_miss", "note"}
-            if unknown:
-                problems.append(Problem(rel, key_line(key), f"event {key}: unknown label keys {', '.join(sorted(unknown))}"))
-            events[key] = [str(i) for i in (value.get("fires") or [])]
-            truth[key] = value["truth"]
-            accepted[key] = {k: str(value[k]) for k in ("accepted_fp", "known_miss") if value.get(k)}
-        correlations = {str(k): list(v or []) for k, v in (data.get("correlations") or {}).items()}
-        for rule_id in sorted({i for ids in events.values() for i in ids} | set(correlations)):
-            if rule_id not in known:
-                line = next((n for n, l in enumerate(text_lines, 1) if rule_id in l), None)
-                problems.append(Problem(rel, line, f"label names unknown rule id {rule_id}"))
-        labels.append(LabelFile(rel, log_path, str(data.get("format")), data.get("table"), data.get("host"), events, correlations,
-                                data.get("twin_of"), truth, accepted))
-    if problems:
-        raise DacError(problems)
-    return labels
 
 
 EVIDENCE_FIELDS = ("host",)
@@ -303,57 +199,6 @@ def _participants(events: list[tuple[float, int, dict]], rules: int, span: float
         if len({events[j][1] for j in window}) == rules:
             inside.update(window)
     return [events[j][2] for j in sorted(inside)]
-
-
-def compare(verdicts: list[Verdicts], queries_by_key: dict) -> list[str]:
-    """Failure messages: label mismatches and engine disagreements, naming event, rule, target."""
-    failures = []
-    for v in verdicts:
-        for engine, reason in sorted(v.not_testable.items()):
-            # a query the engine cannot run proves nothing: that is a failure, never a pass
-            failures.append(f"{v.log}: rule {v.rule} on {v.target}: not testable on the {engine} engine: {reason}")
-        ran = {e: keys for e, keys in v.engines.items() if keys is not None}
-        universe = set(v.expected).union(*ran.values()) if ran else set(v.expected)
-        for key in sorted(universe, key=str):
-            verdict = {e: key in keys for e, keys in ran.items()}
-            wanted = key in v.expected
-            shown = ", ".join(f"{e}={'hit' if hit else 'miss'}" for e, hit in verdict.items())
-            if any(hit != wanted for hit in verdict.values()):
-                failures.append(f"{v.log}: event {key}: rule {v.rule} on {v.target}: label says "
-                                f"{'hit' if wanted else 'no hit'}; {shown}")
-            if len(set(verdict.values())) > 1:
-                query = queries_by_key.get((v.rule, v.target))
-                failures.append(f"{v.log}: event {key}: engines disagree on rule {v.rule} / {v.target} ({shown})\n"
-                                f"  query:\n    " + (query.text.replace("\n", "\n    ") if query else "?"))
-    return failures
-
-
-def summary_table(verdicts: list[Verdicts]) -> list[str]:
-    """One line per rule x target: TP/FP/FN summed over files, per engine."""
-    totals: dict[tuple[str, str], Counter] = {}
-    for v in verdicts:
-        counter = totals.setdefault((v.rule, v.target), Counter())
-        for engine, keys in v.engines.items():
-            if keys is None:
-                if engine in v.not_testable:
-                    counter[f"{engine}:not-testable"] += 1
-                continue
-            counter[f"{engine}:TP"] += len(keys & v.expected)
-            counter[f"{engine}:FP"] += len(keys - v.expected)
-            counter[f"{engine}:FN"] += len(v.expected - keys)
-    lines = [f"{'rule':24} {'target':14} " + " ".join(f"{e:>14}" for e in ENGINES)]
-    for (rule, target), c in sorted(totals.items()):
-        cells = []
-        for e in ENGINES:
-            if c[f"{e}:not-testable"]:
-                cells.append(f"{'not testable':>14}")
-            elif any(k.startswith(e + ":") for k in c):
-                cells.append(f"{c[e + ':TP']:>4}/{c[e + ':FP']}/{c[e + ':FN']:<4}".rjust(14))
-            else:
-                cells.append(f"{'-':>14}")
-        lines.append(f"{rule:24} {target:14} " + " ".join(cells))
-    lines.append("cells: TP/FP/FN against the labels")
-    return lines
 
 
 def _epoch(value) -> float:
