@@ -12,7 +12,8 @@ import textwrap
 import pytest
 
 from conftest import REPO, write_repo_file
-from dac.checks.lint import Finding, all_validators, attack_stix_bundle, enabled_validators, failing, lint_command, lint_rules
+from dac.checks.lint import Finding, all_validators, enabled_validators, failing, lint_command, lint_rules
+from dac.checks.reference_data import attack_stix_bundle
 from dac.rules.attack import load_techniques
 from dac.rules.ruleset import load_rules
 
@@ -251,7 +252,7 @@ def test_filename_prefix_follows_sigmahq_and_the_extension(sandbox):
     except Exception as e:         # dac's loader already refuses a file named against its log source
         assert "file_access_lnx_" in str(e)
     from dac.checks.sigmahq_tests import sigmahq_test_findings
-    from dac.checks.lint import load_sigmahq_documents
+    from dac.checks.reference_data import load_sigmahq_documents
     from dac.checks.lint_exceptions import load_exceptions
     from dac.rules.ruleset import _load_file
     items, _ = _load_file(sandbox.root / path, sandbox)

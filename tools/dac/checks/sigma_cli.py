@@ -2,7 +2,7 @@
 
 sigma-cli loads the same reference data as pySigma's validators (ATT&CK, D3FEND, SigmaHQ's
 taxonomy) from the network. This entry point first points those loaders at the repository's data
-(dac.checks.lint.use_local_reference_data, with the taxonomy extension of sigma/lint_exceptions.yml),
+(dac.checks.reference_data.use_local_reference_data, with the taxonomy extension of sigma/lint_exceptions.yml),
 then hands the command line to sigma-cli. `validation_config` writes SigmaHQ's configuration
 (sigma/reference/sigmahq/validators.yml) with the listed exceptions as its `exclusions`.
 
@@ -14,7 +14,8 @@ import sys
 
 import yaml
 
-from .lint import all_validators, sigmahq_validator_config, use_local_reference_data
+from .lint import all_validators, sigmahq_validator_config
+from .reference_data import use_local_reference_data
 from .lint_exceptions import load_exceptions
 from dac.core.problems import DacError
 from dac.core.repo import Layout, find_root
