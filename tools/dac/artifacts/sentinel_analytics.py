@@ -93,7 +93,7 @@ def _severity(level) -> str:
     return SEVERITY[name]
 
 
-def _rule_description(rule) -> str:
+def rule_description(rule) -> str:
     text = (rule.description or "").strip()
     parts = [text] if text else []
     if rule.falsepositives:
@@ -105,7 +105,7 @@ def _tables(query_text: str, connectors: dict) -> list[str]:
     return [t for t in connectors if re.search(rf"(?<![\w.]){re.escape(t)}(?![\w])", query_text)]
 
 
-def _required_connectors(tables: list[str], connectors: dict) -> list[dict]:
+def required_connectors(tables: list[str], connectors: dict) -> list[dict]:
     by_connector: dict[str, list[str]] = {}
     for table in tables:
         by_connector.setdefault(str(connectors[table]), []).append(table)
@@ -233,7 +233,7 @@ def _build(spec: _Spec, cfg: AnalyticsConfig) -> AlertRule:
         "description": description + "\n",
         "severity": severity,
         "status": s.get("status"),
-        "requiredDataConnectors": _required_connectors(tables, cfg.connectors),
+        "requiredDataConnectors": required_connectors(tables, cfg.connectors),
         "queryFrequency": s.get("queryFrequency"),
         "queryPeriod": s.get("queryPeriod"),
         "triggerOperator": s.get("triggerOperator"),
@@ -296,7 +296,7 @@ def _rule_specs(queries: list[Query]) -> list[_Spec]:
             guid=alert_rule_id(str(rule.id), q.target.name),
             file_stem=f"{q.rule.stem}.{q.target.name}" if several_targets else q.rule.stem,
             owner=(str(rule.id), q.target.name), config_key=str(rule.id), shape=shape,
-            name=str(rule.title), description=_rule_description(rule), severity=_severity(rule.level),
+            name=str(rule.title), description=rule_description(rule), severity=_severity(rule.level),
             tactics=tactics, techniques=techniques, query=q.text,
             correlation_seconds=int(rule.timespan.seconds) if q.rule.is_correlation else None))
     return specs

@@ -9,7 +9,7 @@ import yaml
 
 from dac.compile.convert import Query
 from dac.core.repo import Layout
-from .sentinel_analytics import ANALYTICS_DIR, API_VERSION, ARM_DIR, ARM_SCHEMA, AlertRule, RESOURCE_TYPE, _required_connectors, _rule_description, _tables, _tags, alert_rules
+from .sentinel_analytics import ANALYTICS_DIR, API_VERSION, ARM_DIR, ARM_SCHEMA, AlertRule, RESOURCE_TYPE, required_connectors, rule_description, _tables, _tags, alert_rules
 from .sentinel_config import AnalyticsConfig, load_analytics_config
 from .sentinel_hunting import HUNTING_DIR, dumps_arm, hunting_queries
 from .sentinel_versions import LOCK_FILE, lock_text, query_hash
@@ -87,5 +87,5 @@ def hunting_documents(queries: list[Query], analytics: dict) -> list[tuple[str, 
     """(file stem, hunting-query YAML document, ARM template) per hunting-tier Sentinel query;
     `dac deploy sentinel` deploys the ARM templates' saved searches."""
     connectors = AnalyticsConfig(analytics).connectors
-    return hunting_queries(queries, _tags, _rule_description,
-                           lambda text: _required_connectors(_tables(text, connectors), connectors))
+    return hunting_queries(queries, _tags, rule_description,
+                           lambda text: required_connectors(_tables(text, connectors), connectors))

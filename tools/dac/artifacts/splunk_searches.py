@@ -17,7 +17,7 @@ from dac.compile.compose import HuntingSpec, spl_hunting
 from dac.compile.convert import Query
 from dac.core.problems import DacError, Problem
 from dac.rules.tiers import is_alert
-from .splunk_conf import GENERATED_NOTE, _check_value, render_conf
+from .splunk_conf import GENERATED_NOTE, check_value, render_conf
 from .splunk_config import AppConfig, LEVELS, SEVERITY, parse_app_config
 
 
@@ -204,7 +204,7 @@ def saved_searches(queries: list[Query], config: AppConfig | dict,
                 attributes.update(_es_attributes(q, config, override))
         try:
             for key, value in attributes.items():
-                _check_value(stanza_name(rule_id, q.target.name), key, value)
+                check_value(stanza_name(rule_id, q.target.name), key, value)
         except ValueError as e:
             problems.append(q.rule.problem(f"rule {q.rule.name}, target {q.target.name}: {e}"))
             continue
@@ -228,7 +228,7 @@ def saved_searches(queries: list[Query], config: AppConfig | dict,
         raise DacError(problems)
     for s in searches:                       # hunting searches: composed from checked queries
         for key, value in s.attributes.items():
-            _check_value(s.name, key, value)
+            check_value(s.name, key, value)
     return sorted(searches, key=lambda s: s.name)
 
 

@@ -9,14 +9,14 @@ import json
 from pathlib import Path
 
 from dac.core.problems import DacError, Problem
-from .sides import Side, _rule_docs
+from .sides import Side, rule_docs
 
 
 DIFF_LINE_LIMIT = 120            # per file, in the collapsible diffs
 
 
 def rule_changes(base: Side, head: Side) -> list[dict]:
-    before, after = _rule_docs(base), _rule_docs(head)
+    before, after = rule_docs(base), rule_docs(head)
     changes = []
     for rid in sorted(set(before) | set(after)):
         old, new = before.get(rid), after.get(rid)
@@ -51,7 +51,7 @@ def artifact_diffs(base: Side, head: Side) -> dict[str, list[tuple[str, str]]]:
     that differs between base and head."""
     stems = {}
     for side in (base, head):
-        for rid, doc in _rule_docs(side).items():
+        for rid, doc in rule_docs(side).items():
             stems[doc["stem"]] = rid
     grouped: dict[str, list[tuple[str, str]]] = {}
     for path in sorted(set(base.files) | set(head.files)):

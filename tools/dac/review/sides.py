@@ -100,7 +100,7 @@ def _labels(layout: Layout) -> dict[tuple[str, str], list[str]]:
     return labels
 
 
-def _rule_docs(side: Side) -> dict[str, dict]:
+def rule_docs(side: Side) -> dict[str, dict]:
     """rule id -> {name, path, text} for every rule (generated or not)."""
     docs = {}
     for item in side.ruleset.rules if side.ruleset else []:

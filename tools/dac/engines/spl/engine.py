@@ -30,8 +30,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Callable, Iterable
 
-from .engine_commands import Command, _cmd_append, _cmd_dedup, _cmd_eval, _cmd_fields, _cmd_head, _cmd_regex, _cmd_rex, _cmd_search, _cmd_sort, _cmd_stats, _cmd_streamstats, _cmd_table, _cmd_where
-from .engine_expr import Event, _search_filter
+from .engine_commands import Command, cmd_append, cmd_dedup, cmd_eval, cmd_fields, cmd_head, cmd_regex, cmd_rex, cmd_search, cmd_sort, cmd_stats, cmd_streamstats, cmd_table, cmd_where
+from .engine_expr import Event, search_filter
 from .parse import SplUnsupported
 from .pipeline import Pipeline, cache_points, parse_pipeline, prefix_keys
 
@@ -39,9 +39,9 @@ __all__ = ["SplSession", "SplUnsupported", "run_spl"]
 
 
 _COMMANDS: dict[str, Callable[[object, "SplSession"], Command]] = {
-    "search": _cmd_search, "where": _cmd_where, "eval": _cmd_eval, "rex": _cmd_rex, "regex": _cmd_regex,
-    "stats": _cmd_stats, "streamstats": _cmd_streamstats, "sort": _cmd_sort, "table": _cmd_table,
-    "fields": _cmd_fields, "head": _cmd_head, "dedup": _cmd_dedup, "append": _cmd_append,
+    "search": cmd_search, "where": cmd_where, "eval": cmd_eval, "rex": cmd_rex, "regex": cmd_regex,
+    "stats": cmd_stats, "streamstats": cmd_streamstats, "sort": cmd_sort, "table": cmd_table,
+    "fields": cmd_fields, "head": cmd_head, "dedup": cmd_dedup, "append": cmd_append,
 }
 
 
@@ -71,7 +71,7 @@ class SplSession:
         return self.compile_pipeline(parse_pipeline(text))
 
     def compile_pipeline(self, pipeline: Pipeline) -> Callable[[], list[Event]]:
-        base = _search_filter(pipeline.base, self.now, self)
+        base = search_filter(pipeline.base, self.now, self)
         steps = [(step.name, _COMMANDS[step.name](step.spec, self)) for step in pipeline.steps]
         keys = prefix_keys(pipeline)
         cache_at = cache_points(pipeline.steps)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 from typing import Callable
 
-from .engine_expr import Event, Value, _expression, _first, _mv, _number, _search_filter, _values
+from .engine_expr import Event, Value, _expression, _first, _mv, _number, search_filter, _values
 from .parse import Search, SplUnsupported, python_regex, text_value, wildcard
 from .pipeline import Pipeline, Rex, Sort, Stats
 
@@ -38,16 +38,16 @@ def _per_event(kind: str, fn: Callable[[Event], object]) -> Command:
     return run
 
 
-def _cmd_search(spec: Search, session) -> Command:
-    return _per_event("filter", _search_filter(spec, session.now, session))
+def cmd_search(spec: Search, session) -> Command:
+    return _per_event("filter", search_filter(spec, session.now, session))
 
 
-def _cmd_where(spec: tuple, session) -> Command:
+def cmd_where(spec: tuple, session) -> Command:
     expr = _expression(spec)
     return _per_event("filter", lambda e: expr(e) is True)
 
 
-def _cmd_eval(spec: list[tuple[str, tuple]], session) -> Command:
+def cmd_eval(spec: list[tuple[str, tuple]], session) -> Command:
     assignments = [(field, _expression(tree)) for field, tree in spec]
 
     def apply(e):
@@ -56,7 +56,7 @@ def _cmd_eval(spec: list[tuple[str, tuple]], session) -> Command:
     return _per_event("update", apply)
 
 
-def _cmd_rex(spec: Rex, session) -> Command:
+def cmd_rex(spec: Rex, session) -> Command:
     field, regex = spec.field, python_regex(spec.pattern)
     names = list(regex.groupindex)
 
@@ -73,7 +73,7 @@ def _cmd_rex(spec: Rex, session) -> Command:
     return _per_event("update", apply)
 
 
-def _cmd_regex(spec: tuple[str, bool, str], session) -> Command:
+def cmd_regex(spec: tuple[str, bool, str], session) -> Command:
     field, keep, pattern = spec
     regex = python_regex(pattern)
     return _per_event("filter", lambda e: any(regex.search(text_value(v)) for v in _values(e.get(field))) == keep)
@@ -97,7 +97,7 @@ def _agg_minmax(values: list, pick):
     return pick((text_value(v) for v in values))
 
 
-def _cmd_stats(spec: Stats, session) -> Command:
+def cmd_stats(spec: Stats, session) -> Command:
     aggs, by = spec.aggs, spec.by
     needed = sorted({a.field for a in aggs if a.field})
     position = {f: i for i, f in enumerate(needed)}
@@ -138,7 +138,7 @@ def _cmd_stats(spec: Stats, session) -> Command:
     return run
 
 
-def _cmd_streamstats(spec: Stats, session) -> Command:
+def cmd_streamstats(spec: Stats, session) -> Command:
     aggs, by = spec.aggs, spec.by
 
     def run(events):
@@ -186,12 +186,12 @@ def _compare_events(keys: list[tuple[str, bool]]):
     return functools.cmp_to_key(cmp)
 
 
-def _cmd_sort(spec: Sort, session) -> Command:
+def cmd_sort(spec: Sort, session) -> Command:
     key = _compare_events(spec.keys)
     return lambda events: sorted(events, key=key)[:spec.limit]
 
 
-def _cmd_table(fields: list[str], session) -> Command:
+def cmd_table(fields: list[str], session) -> Command:
     patterns = [wildcard(f) for f in fields]
 
     def run(events):
@@ -208,7 +208,7 @@ def _cmd_table(fields: list[str], session) -> Command:
     return run
 
 
-def _cmd_fields(spec: tuple[bool, list[str]], session) -> Command:
+def cmd_fields(spec: tuple[bool, list[str]], session) -> Command:
     remove, fields = spec
     if remove:
         return lambda events: [{k: v for k, v in e.items() if k not in fields} for e in events]
@@ -216,11 +216,11 @@ def _cmd_fields(spec: tuple[bool, list[str]], session) -> Command:
     return lambda events: [{k: v for k, v in e.items() if k in keep} for e in events]
 
 
-def _cmd_head(n: int, session) -> Command:
+def cmd_head(n: int, session) -> Command:
     return lambda events: events[:n]
 
 
-def _cmd_dedup(fields: list[str], session) -> Command:
+def cmd_dedup(fields: list[str], session) -> Command:
     def run(events):
         seen, out = set(), []
         for e in events:
@@ -234,7 +234,7 @@ def _cmd_dedup(fields: list[str], session) -> Command:
     return run
 
 
-def _cmd_append(sub: Pipeline, session) -> Command:
+def cmd_append(sub: Pipeline, session) -> Command:
     run_sub = session.compile_pipeline(sub)
     return lambda events: events + run_sub()
 

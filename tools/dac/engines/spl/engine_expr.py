@@ -119,7 +119,7 @@ def _search_predicate(tree: tuple, session=None) -> Callable[[Event], bool]:
     return lambda e: any((n := _number(v)) is not None and compare(float(n), number) for v in _values(e.get(field)))
 
 
-def _search_filter(search: Search, now: float, session=None) -> Callable[[Event], bool]:
+def search_filter(search: Search, now: float, session=None) -> Callable[[Event], bool]:
     pred = _search_predicate(search.tree, session)
     if search.earliest is None and search.latest is None:
         return pred

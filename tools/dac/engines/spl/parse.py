@@ -62,7 +62,7 @@ def split_top(text: str, sep: str) -> list[str]:
     return parts
 
 
-def _scan(token: re.Pattern, text: str, what: str) -> Iterable[re.Match]:
+def scan(token: re.Pattern, text: str, what: str) -> Iterable[re.Match]:
     """Successive matches of `token` from the start of `text` to its end (trailing space ignored)."""
     pos = 0
     while pos < len(text) and text[pos:].strip():
@@ -150,7 +150,7 @@ class _SearchParser:
     @staticmethod
     def _lex(text: str, parse_subsearch: Callable[[str], object]) -> list[tuple[str, object]]:
         tokens = []
-        for m in _scan(_SEARCH_TOKEN, text, "search terms"):
+        for m in scan(_SEARCH_TOKEN, text, "search terms"):
             if m["in"]:
                 items = [unquote(t.strip()) for t in split_top(m["list"], ",") if t.strip()]
                 tokens.append(("in", (m["in"], items)))

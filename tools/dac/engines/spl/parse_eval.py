@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import field
 
-from .parse import SplUnsupported, _scan, unquote
+from .parse import SplUnsupported, scan, unquote
 
 
 _EVAL_TOKEN = re.compile(r"""
@@ -43,7 +43,7 @@ class _EvalParser:
 
     def __init__(self, text: str):
         self.text = text
-        self.tokens = [(m.lastgroup, m.group(m.lastgroup)) for m in _scan(_EVAL_TOKEN, text, "eval expression")]
+        self.tokens = [(m.lastgroup, m.group(m.lastgroup)) for m in scan(_EVAL_TOKEN, text, "eval expression")]
         self.pos = 0
 
     def _peek(self):

@@ -36,10 +36,10 @@ import duckdb
 
 from .parse import NUMBER, Search, SplUnsupported, subsearch_terms, text_value
 from .pipeline import Pipeline, cache_points, parse_pipeline, prefix_keys
-from .sql_expr import Expr, MULTIVALUE_BY, SEQ, _MACROS, _NULL, _NUM_RE, _SQL_TYPE, _TABLE_NUMBERS, _lit, _unify, column, field_of
-from .sql_steps import _Chain, _STEPS, _search_step
+from .sql_expr import Expr, MULTIVALUE_BY, SEQ, MACROS, _NULL, NUM_RE, SQL_TYPE, TABLE_NUMBERS, _lit, unify, column, field_of
+from .sql_steps import Chain, STEPS, search_step
 
-assert NUMBER.pattern.rstrip("$") == _NUM_RE        # the same test for "reads as a number" as the reference
+assert NUMBER.pattern.rstrip("$") == NUM_RE        # the same test for "reads as a number" as the reference
 
 
 # --- the index and sessions ------------------------------------------------------------------------
@@ -72,7 +72,7 @@ class SplIndex:
         if memory_limit:
             self.con.execute(f"SET memory_limit = {_lit(memory_limit)}")
         self.con.create_function("spl_py_unquote", lambda s: unquote(s, errors="replace"), ["VARCHAR"], "VARCHAR")
-        for macro in _MACROS:
+        for macro in MACROS:
             self.con.execute(f"CREATE OR REPLACE MACRO {macro}")
         self.fields: dict[str, str] = {"_time": "num"}
         self._load(events)
@@ -103,7 +103,7 @@ class SplIndex:
                 f.write(json.dumps(row) + "\n")
         try:
             # a field that is a list in some events is read as JSON and made a list in all of them
-            types = {"#ins": "BIGINT"} | {column(n)[1:-1]: ("JSON" if k == "mv" else _SQL_TYPE[k])
+            types = {"#ins": "BIGINT"} | {column(n)[1:-1]: ("JSON" if k == "mv" else SQL_TYPE[k])
                                           for n, k in self.fields.items()}
             spec = ", ".join(f"{_lit(c)}: {_lit(t)}" for c, t in types.items())
             select = ", ".join(
@@ -164,20 +164,20 @@ class SqlSession:
             rows.append(row)
         return rows
 
-    def _materialize(self, chain: _Chain) -> _Chain:
-        table = f"spl_t{next(_TABLE_NUMBERS)}"
+    def _materialize(self, chain: Chain) -> Chain:
+        table = f"spl_t{next(TABLE_NUMBERS)}"
         self.con.execute(f"CREATE TEMP TABLE {table} AS {chain.sql()}")
-        return _Chain(table, chain.fields)
+        return Chain(table, chain.fields)
 
-    def _compile(self, pipeline: Pipeline) -> _Chain:
+    def _compile(self, pipeline: Pipeline) -> Chain:
         keys = prefix_keys(pipeline)
         points = cache_points(pipeline.steps)
         start = next((i + 1 for i in reversed(range(len(keys))) if keys[i] in self._cache), 0)
         if start:
-            chain = _Chain(*self._cache[keys[start - 1]])
+            chain = Chain(*self._cache[keys[start - 1]])
         else:
-            chain = _Chain(f"(SELECT *, rowid AS {SEQ} FROM spl_index)", self.index.fields)
-            _search_step(chain, self._resolve(pipeline.base), self.now)
+            chain = Chain(f"(SELECT *, rowid AS {SEQ} FROM spl_index)", self.index.fields)
+            search_step(chain, self._resolve(pipeline.base), self.now)
         for i in range(start, len(pipeline.steps)):
             self._step(chain, pipeline.steps[i])
             if i in points:
@@ -185,13 +185,13 @@ class SqlSession:
                 self._cache[keys[i]] = (chain.current, dict(chain.fields))
         return chain
 
-    def _step(self, chain: _Chain, step) -> None:
+    def _step(self, chain: Chain, step) -> None:
         if step.name == "append":
             self._append(chain, step.spec)
         elif step.name == "search":
-            _search_step(chain, self._resolve(step.spec), self.now)
+            search_step(chain, self._resolve(step.spec), self.now)
         else:
-            _STEPS[step.name](chain, step.spec)
+            STEPS[step.name](chain, step.spec)
 
     def _resolve(self, search: Search) -> Search:
         """Run each subsearch of a search first (as Splunk does) and put its terms in its place."""
@@ -205,7 +205,7 @@ class SqlSession:
             return tree
         return Search(walk(search.tree), search.earliest, search.latest)
 
-    def _append(self, chain: _Chain, sub: Pipeline) -> None:
+    def _append(self, chain: Chain, sub: Pipeline) -> None:
         """The subsearch's rows after this pipeline's, fields of both (a field text on one side and
         multivalue on the other becomes multivalue)."""
         other = self._materialize(self._compile(sub))
@@ -213,7 +213,7 @@ class SqlSession:
         names = list(mine.fields) + [f for f in other.fields if f not in mine.fields]
         sides = {f: [Expr(column(f), side.fields[f]) if f in side.fields else _NULL for side in (mine, other)]
                  for f in names}
-        unified = {f: _unify(sides[f], f"append field {f}") for f in names}
+        unified = {f: unify(sides[f], f"append field {f}") for f in names}
         selects = [f"SELECT {', '.join([f'{unified[f][0][branch]} AS {column(f)}' for f in names] + [f'{branch} AS b', f'{SEQ} AS o'])} "
                    f"FROM {side.current}" for branch, side in enumerate((mine, other))]
         chain.ctes, chain.current = [], mine.current

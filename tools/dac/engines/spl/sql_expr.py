@@ -13,11 +13,11 @@ from .parse import MAJOR_REGEX, NUMBER, Search, SplUnsupported, python_regex, re
 
 
 SEQ = '"#seq"'
-_TABLE_NUMBERS = itertools.count(1)       # temporary tables are per connection, sessions may share one
+TABLE_NUMBERS = itertools.count(1)       # temporary tables are per connection, sessions may share one
 MULTIVALUE_BY = "stats by a multivalue field is outside the evaluated subset: "
-_NUM_RE = r"\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*"
-_MACROS = [
-    f"spl_num(x) AS CASE WHEN regexp_full_match(x, '{_NUM_RE}') THEN CAST(trim(x) AS DOUBLE) END",
+NUM_RE = r"\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*"
+MACROS = [
+    f"spl_num(x) AS CASE WHEN regexp_full_match(x, '{NUM_RE}') THEN CAST(trim(x) AS DOUBLE) END",
     # Python's str() of a float, as the reference prints numbers (integral values without ".0")
     "spl_text(x) AS CASE WHEN x = trunc(x) AND abs(x) < 1e15 THEN CAST(CAST(x AS BIGINT) AS VARCHAR) "
     "ELSE CAST(x AS VARCHAR) END",
@@ -51,7 +51,7 @@ def _lit(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _re2(pattern: str) -> tuple[str, dict[str, int]]:
+def re2(pattern: str) -> tuple[str, dict[str, int]]:
     """A PCRE pattern in the syntax DuckDB's RE2 reads (Python's, which RE2 shares for what the
     subset uses), and its named groups' numbers."""
     compiled = python_regex(pattern)
@@ -67,7 +67,7 @@ class Expr:
 _NULL = Expr("NULL", "null")
 
 
-def _text1(e: Expr) -> str:
+def text1(e: Expr) -> str:
     """The first value as text."""
     if e.kind == "str":
         return e.sql
@@ -80,16 +80,16 @@ def _text1(e: Expr) -> str:
     raise SplUnsupported("a boolean used as a value is outside the compiled subset")
 
 
-def _num1(e: Expr) -> str:
-    return e.sql if e.kind == "num" else ("CAST(NULL AS DOUBLE)" if e.kind == "null" else f"spl_num({_text1(e)})")
+def num1(e: Expr) -> str:
+    return e.sql if e.kind == "num" else ("CAST(NULL AS DOUBLE)" if e.kind == "null" else f"spl_num({text1(e)})")
 
 
-def _as_list(e: Expr) -> str:
+def as_list(e: Expr) -> str:
     if e.kind == "mv":
         return e.sql
     if e.kind == "null":
         return "CAST(NULL AS VARCHAR[])"
-    text = _text1(e)
+    text = text1(e)
     return f"CASE WHEN {text} IS NULL THEN NULL ELSE [{text}] END"
 
 
@@ -99,22 +99,22 @@ def _any(e: Expr, predicate) -> str:
     if e.kind == "mv":
         return (f"CASE WHEN len({e.sql}) = 1 THEN {predicate(f'({e.sql})[1]')} "
                 f"ELSE (len(list_filter({e.sql}, lambda v: {predicate('v')})) > 0) END")
-    return predicate(_text1(e))
+    return predicate(text1(e))
 
 
-def _unify(exprs: list[Expr], what: str) -> tuple[list[str], str]:
+def unify(exprs: list[Expr], what: str) -> tuple[list[str], str]:
     kinds = {e.kind for e in exprs} - {"null"}
     if not kinds:
         return [e.sql for e in exprs], "null"
     if len(kinds) == 1:
         kind = kinds.pop()
-        return [("CAST(NULL AS " + _SQL_TYPE[kind] + ")") if e.kind == "null" else e.sql for e in exprs], kind
+        return [("CAST(NULL AS " + SQL_TYPE[kind] + ")") if e.kind == "null" else e.sql for e in exprs], kind
     if kinds <= {"str", "mv"}:
-        return [_as_list(e) for e in exprs], "mv"
+        return [as_list(e) for e in exprs], "mv"
     raise SplUnsupported(f"{what} mixes {' and '.join(sorted(kinds))} values (outside the compiled subset)")
 
 
-_SQL_TYPE = {"str": "VARCHAR", "num": "DOUBLE", "mv": "VARCHAR[]", "bool": "BOOLEAN"}
+SQL_TYPE = {"str": "VARCHAR", "num": "DOUBLE", "mv": "VARCHAR[]", "bool": "BOOLEAN"}
 
 
 def _like_pattern(value: str) -> str:
@@ -138,7 +138,7 @@ def search_sql(tree: tuple, fields: dict[str, str]) -> str:
     if kind in ("raw", "terms"):
         if "_raw" not in fields:
             return "FALSE"
-        raw = _text1(Expr(column("_raw"), fields["_raw"]))
+        raw = text1(Expr(column("_raw"), fields["_raw"]))
         if kind == "raw":
             return f"coalesce(regexp_matches({raw}, {_lit(tree[1])}), FALSE)"
         if not tree[1]:
@@ -170,7 +170,7 @@ def search_sql(tree: tuple, fields: dict[str, str]) -> str:
     return f"coalesce({_any(value, lambda t: f'spl_num({t}) {op} {number!r}')}, FALSE)"
 
 
-def _time_filter(search: Search, now: float) -> str:
+def time_filter(search: Search, now: float) -> str:
     parts = []
     if search.earliest is not None:
         parts.append(f"coalesce(_time, 0) >= {resolve_time(search.earliest, now)!r}")
@@ -191,7 +191,7 @@ def _compare(op: str, a: Expr, b: Expr, trees: tuple[tuple, tuple]) -> Expr:
     if b.kind == "mv":
         a, b, trees = b, a, (trees[1], trees[0])
         op = {"<": ">", ">": "<", "<=": ">=", ">=": "<="}.get(op, op)
-    other = _text1(b)
+    other = text1(b)
     if trees[1][0] == "str" and NUMBER.match(trees[1][1]) is None:
         # against text that is not a number the comparison can only be textual
         scalar = lambda t: f"({t} {_SQL_OP[op]} {other})"  # noqa: E731
@@ -199,18 +199,18 @@ def _compare(op: str, a: Expr, b: Expr, trees: tuple[tuple, tuple]) -> Expr:
         scalar = lambda t: f"spl_{_CMP_MACRO[op]}({t}, {other})"  # noqa: E731
     if a.kind == "mv":
         return Expr(f"CASE WHEN {a.sql} IS NULL OR {other} IS NULL THEN NULL ELSE {_any(a, scalar)} END", "bool")
-    return Expr(scalar(_text1(a)), "bool")
+    return Expr(scalar(text1(a)), "bool")
 
 
 def _arith(op: str, a: Expr, b: Expr, trees) -> Expr:
     if op == ".":
-        return Expr(f"({_text1(a)} || {_text1(b)})", "str")
+        return Expr(f"({text1(a)} || {text1(b)})", "str")
     if op == "+" and not (a.kind == b.kind == "num"):
         literal_text = [t[0] == "str" and NUMBER.match(t[1]) is None for t in trees]
         if any(literal_text):
-            return Expr(f"({_text1(a)} || {_text1(b)})", "str")
+            return Expr(f"({text1(a)} || {text1(b)})", "str")
         raise SplUnsupported("+ on values that may be text or numbers is outside the compiled subset")
-    x, y = _num1(a), _num1(b)
+    x, y = num1(a), num1(b)
     if op in ("/", "%"):
         y = f"NULLIF({y}, 0)"
     sql = {"+": f"({x} + {y})", "-": f"({x} - {y})", "*": f"({x} * {y})", "/": f"({x} / {y})",
@@ -239,7 +239,7 @@ def _per_value(e: Expr, fn) -> Expr:
                     f"ELSE list_transform({e.sql}, lambda v: {fn('v')}) END", "mv")
     if e.kind == "null":
         return e
-    return Expr(fn(_text1(e)), "str")
+    return Expr(fn(text1(e)), "str")
 
 
 def _replacement(template: str) -> str:
@@ -251,12 +251,12 @@ def _call(name: str, trees: list[tuple], fields: dict[str, str]) -> Expr:
     args = [expression(t, fields) for t in trees]
     if name in ("if", "case"):
         pairs = [(args[0], args[1])] if name == "if" else list(zip(args[::2], args[1::2]))
-        values, kind = _unify([v for _, v in pairs] + ([args[2]] if name == "if" else []), f"{name}()")
+        values, kind = unify([v for _, v in pairs] + ([args[2]] if name == "if" else []), f"{name}()")
         whens = " ".join(f"WHEN {_bool(c, name + '() condition')} THEN {v}" for (c, _), v in zip(pairs, values))
         default = f" ELSE {values[-1]}" if name == "if" else ""
         return Expr(f"CASE {whens}{default} END", kind)
     if name == "coalesce":
-        values, kind = _unify(args, "coalesce()")
+        values, kind = unify(args, "coalesce()")
         return Expr(f"coalesce({', '.join(values)})", kind)
     if name == "null":
         return _NULL
@@ -265,11 +265,11 @@ def _call(name: str, trees: list[tuple], fields: dict[str, str]) -> Expr:
     if name in ("isnull", "isnotnull"):
         return Expr(f"({args[0].sql} IS {'NOT ' if name == 'isnotnull' else ''}NULL)", "bool")
     if name == "match":
-        regex, _ = _re2(_literal_arg(trees[1], name))
+        regex, _ = re2(_literal_arg(trees[1], name))
         return Expr(_any(args[0], lambda t: f"regexp_matches({t}, {_lit(regex)})"), "bool") \
             if args[0].kind != "null" else Expr("CAST(NULL AS BOOLEAN)", "bool")
     if name == "replace":
-        regex, _ = _re2(_literal_arg(trees[1], name))
+        regex, _ = re2(_literal_arg(trees[1], name))
         rewrite = _replacement(_literal_arg(trees[2], name))
         return _per_value(args[0], lambda t: f"regexp_replace({t}, {_lit(regex)}, {_lit(rewrite)}, 'g')")
     if name == "urldecode":
@@ -277,22 +277,22 @@ def _call(name: str, trees: list[tuple], fields: dict[str, str]) -> Expr:
     if name in ("lower", "upper"):
         return _per_value(args[0], lambda t: f"{name}({t})")
     if name == "mvcount":
-        return Expr(f"CAST(len({_as_list(args[0])}) AS DOUBLE)", "num")
+        return Expr(f"CAST(len({as_list(args[0])}) AS DOUBLE)", "num")
     if name == "mvfind":
-        regex, _ = _re2(_literal_arg(trees[1], name))
-        found = f"list_position(list_transform({_as_list(args[0])}, lambda v: regexp_matches(v, {_lit(regex)})), TRUE)"
+        regex, _ = re2(_literal_arg(trees[1], name))
+        found = f"list_position(list_transform({as_list(args[0])}, lambda v: regexp_matches(v, {_lit(regex)})), TRUE)"
         return Expr(f"CAST({found} - 1 AS DOUBLE)", "num")
     if name == "mvjoin":
-        return Expr(f"array_to_string({_as_list(args[0])}, {_lit(_literal_arg(trees[1], name))})", "str")
+        return Expr(f"array_to_string({as_list(args[0])}, {_lit(_literal_arg(trees[1], name))})", "str")
     if name == "mvindex" and len(args) == 2:
-        i = f"CAST(trunc({_num1(args[1])}) AS BIGINT)"
-        return Expr(f"list_extract({_as_list(args[0])}, CASE WHEN {i} >= 0 THEN {i} + 1 ELSE {i} END)", "str")
+        i = f"CAST(trunc({num1(args[1])}) AS BIGINT)"
+        return Expr(f"list_extract({as_list(args[0])}, CASE WHEN {i} >= 0 THEN {i} + 1 ELSE {i} END)", "str")
     if name == "len":
-        return Expr(f"CAST(length({_text1(args[0])}) AS DOUBLE)", "num")
+        return Expr(f"CAST(length({text1(args[0])}) AS DOUBLE)", "num")
     if name == "tostring":
-        return Expr(_text1(args[0]), "str")
+        return Expr(text1(args[0]), "str")
     if name == "tonumber" and len(args) == 1:
-        return Expr(_num1(args[0]), "num")
+        return Expr(num1(args[0]), "num")
     if name == "like":
         return _like_expr(args[0], trees[1])
     raise SplUnsupported(f"eval function {name}() with these arguments is outside the compiled subset")
@@ -314,7 +314,7 @@ def expression(tree: tuple, fields: dict[str, str]) -> Expr:
     if kind == "not":
         return Expr(f"(NOT {_bool(expression(tree[1], fields), 'NOT')})", "bool")
     if kind == "neg":
-        return Expr(f"(- {_num1(expression(tree[1], fields))})", "num")
+        return Expr(f"(- {num1(expression(tree[1], fields))})", "num")
     if kind == "call":
         return _call(tree[1], tree[2], fields)
     _, op, left, right = tree

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from .parse import Search, SplUnsupported, wildcard
 from .pipeline import Rex, Sort, Stats
-from .sql_expr import Expr, MULTIVALUE_BY, SEQ, _any, _as_list, _bool, _lit, _num1, _re2, _text1, _time_filter, column, expression, search_sql
+from .sql_expr import Expr, MULTIVALUE_BY, SEQ, _any, as_list, _bool, _lit, num1, re2, text1, time_filter, column, expression, search_sql
 
 
 def _sort_terms(e: Expr, descending: bool) -> list[str]:
@@ -15,11 +15,11 @@ def _sort_terms(e: Expr, descending: bool) -> list[str]:
     way = " DESC" if descending else ""
     if e.kind == "num":
         return [f"({e.sql} IS NULL)", e.sql + way]
-    text = _text1(e)
+    text = text1(e)
     return [f"({text} IS NULL)", f"(spl_num({text}) IS NULL){way}", f"spl_num({text}){way}", text + way]
 
 
-class _Chain:
+class Chain:
     """A pipeline being compiled: a list of CTEs over a starting relation, and the current fields."""
 
     def __init__(self, source: str, fields: dict[str, str]):
@@ -54,7 +54,7 @@ class _Chain:
         self.fields = {f: self.fields[f] for f in names}
 
 
-def _eval_step(chain: _Chain, spec: list[tuple[str, tuple]]) -> None:
+def _eval_step(chain: Chain, spec: list[tuple[str, tuple]]) -> None:
     for field, tree in spec:        # one after the other: a later assignment sees an earlier one
         value = expression(tree, chain.fields)
         if value.kind == "bool":
@@ -62,11 +62,11 @@ def _eval_step(chain: _Chain, spec: list[tuple[str, tuple]]) -> None:
         chain.assign([(field, value)])
 
 
-def _rex_step(chain: _Chain, spec: Rex) -> None:
-    regex, groups = _re2(spec.pattern)
+def _rex_step(chain: Chain, spec: Rex) -> None:
+    regex, groups = re2(spec.pattern)
     if not groups:
         raise SplUnsupported(f"rex {spec.pattern!r} has no named group")
-    source = _text1(expression(("field", spec.field), chain.fields))
+    source = text1(expression(("field", spec.field), chain.fields))
     several = len(groups) > 1
     if several:         # one regex pass for all groups: a struct of groups 1..n, then its members
         slots = ", ".join(f"'g{i}'" for i in range(1, max(groups.values()) + 1))
@@ -87,9 +87,9 @@ def _rex_step(chain: _Chain, spec: Rex) -> None:
         chain.stage('SELECT * EXCLUDE ("#rex") FROM {src}')
 
 
-def _regex_step(chain: _Chain, spec: tuple[str, bool, str]) -> None:
+def _regex_step(chain: Chain, spec: tuple[str, bool, str]) -> None:
     field, keep, pattern = spec
-    regex, _ = _re2(pattern)
+    regex, _ = re2(pattern)
     value = expression(("field", field), chain.fields)
     hit = "FALSE" if value.kind == "null" else f"coalesce({_any(value, lambda t: f'regexp_matches({t}, {_lit(regex)})')}, FALSE)"
     chain.stage(f"SELECT * FROM {{src}} WHERE {hit} = {'TRUE' if keep else 'FALSE'}")
@@ -105,12 +105,12 @@ def _aggregate(func: str, value: Expr) -> tuple[str, str]:
         # distinct drops NULLs; values of a multivalue field are flattened first
         if value.kind == "str":
             return f"spl_values(list({value.sql}) FILTER (WHERE {value.sql} IS NOT NULL))", "mv"
-        return f"spl_nonempty(list_sort(list_distinct(flatten(list({_as_list(value)})))))", "mv"
+        return f"spl_nonempty(list_sort(list_distinct(flatten(list({as_list(value)})))))", "mv"
     if func == "list":
-        items = f"flatten(list({_as_list(value)} ORDER BY {SEQ}) FILTER (WHERE {value.sql} IS NOT NULL))"
+        items = f"flatten(list({as_list(value)} ORDER BY {SEQ}) FILTER (WHERE {value.sql} IS NOT NULL))"
         return f"spl_nonempty({items})", "mv"
     if func == "dc":
-        return f"CAST(len(list_distinct(flatten(list({_as_list(value)})))) AS DOUBLE)", "num"
+        return f"CAST(len(list_distinct(flatten(list({as_list(value)})))) AS DOUBLE)", "num"
     if func in ("first", "last"):
         pick = "arg_min" if func == "first" else "arg_max"
         element = f"({value.sql})[{1 if func == 'first' else -1}]" if value.kind == "mv" else value.sql
@@ -126,11 +126,11 @@ def _aggregate(func: str, value: Expr) -> tuple[str, str]:
         return (f"CASE WHEN count({value.sql}) = count(spl_num({value.sql})) "
                 f"THEN {pick}({value.sql}, spl_num({value.sql})) ELSE {func}({value.sql}) END"), "str"
     if func == "sum":
-        return f"CASE WHEN count({value.sql}) = 0 THEN NULL ELSE sum(coalesce({_num1(value)}, 0)) END", "num"
+        return f"CASE WHEN count({value.sql}) = 0 THEN NULL ELSE sum(coalesce({num1(value)}, 0)) END", "num"
     raise SplUnsupported(f"stats {func}() is outside the compiled subset")
 
 
-def _stats_step(chain: _Chain, spec: Stats) -> None:
+def _stats_step(chain: Chain, spec: Stats) -> None:
     by = [expression(("field", f), chain.fields) for f in spec.by]
     for i, e in enumerate(by):
         if e.kind == "mv":
@@ -161,12 +161,12 @@ def _stats_step(chain: _Chain, spec: Stats) -> None:
     chain.stage(f"SELECT *, row_number() OVER (ORDER BY {order}) AS {SEQ} FROM {{src}}")
 
 
-def _streamstats_step(chain: _Chain, spec: Stats) -> None:
+def _streamstats_step(chain: Chain, spec: Stats) -> None:
     by = [expression(("field", f), chain.fields) for f in spec.by]
     if any(e.kind == "null" for e in by):
         return                              # no event has every by-field: nothing changes
-    partition = ", ".join(_text1(e) for e in by)
-    present = " AND ".join(f"{_text1(e)} IS NOT NULL" for e in by) or "TRUE"
+    partition = ", ".join(text1(e) for e in by)
+    present = " AND ".join(f"{text1(e)} IS NOT NULL" for e in by) or "TRUE"
     window = f"(PARTITION BY {partition} ORDER BY {SEQ} ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)" \
         if partition else f"(ORDER BY {SEQ} ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"
     now = expression(("field", "_time"), chain.fields)
@@ -180,8 +180,8 @@ def _streamstats_step(chain: _Chain, spec: Stats) -> None:
                 raise SplUnsupported("streamstats time_window= over a multivalue field is outside the compiled subset")
             if now.kind == "null":
                 raise SplUnsupported("streamstats time_window= needs _time")
-            recent = (f"list_filter(list({{'t': {_num1(now)}, 'v': {_text1(value) if value.kind != 'null' else 'NULL'}}}) OVER {window}, "
-                      f"lambda x: {_num1(now)} - x.t <= {float(spec.window)} AND x.v IS NOT NULL)")
+            recent = (f"list_filter(list({{'t': {num1(now)}, 'v': {text1(value) if value.kind != 'null' else 'NULL'}}}) OVER {window}, "
+                      f"lambda x: {num1(now)} - x.t <= {float(spec.window)} AND x.v IS NOT NULL)")
             counted = f"list_transform({recent}, lambda x: x.v)"
             sql = f"CAST(len({'list_distinct(' + counted + ')' if a.func == 'dc' else counted}) AS DOUBLE)"
             kind = "num"
@@ -210,7 +210,7 @@ def _streamstats_step(chain: _Chain, spec: Stats) -> None:
     chain.assign(assignments)
 
 
-def _sort_step(chain: _Chain, spec: Sort) -> None:
+def _sort_step(chain: Chain, spec: Sort) -> None:
     keys = [(expression(("field", f), chain.fields), desc) for f, desc in spec.keys]
     terms = [t for e, desc in keys if e.kind != "null" for t in _sort_terms(e, desc)]
     chain.stage(f"SELECT * EXCLUDE ({SEQ}), row_number() OVER (ORDER BY {', '.join(terms + [SEQ])}) AS {SEQ} FROM {{src}}")
@@ -218,7 +218,7 @@ def _sort_step(chain: _Chain, spec: Sort) -> None:
         chain.stage(f"SELECT * FROM {{src}} WHERE {SEQ} <= {spec.limit}")
 
 
-def _table_step(chain: _Chain, names: list[str]) -> None:
+def _table_step(chain: Chain, names: list[str]) -> None:
     keep = []
     for name in names:
         if "*" in name:
@@ -228,13 +228,13 @@ def _table_step(chain: _Chain, names: list[str]) -> None:
     chain.project(keep)
 
 
-def _fields_step(chain: _Chain, spec: tuple[bool, list[str]]) -> None:
+def _fields_step(chain: Chain, spec: tuple[bool, list[str]]) -> None:
     remove, names = spec
     wanted = set(names) | ({"_time", "_raw"} if not remove else set())
     chain.project([f for f in chain.fields if (f in wanted) != remove])
 
 
-def _dedup_step(chain: _Chain, names: list[str]) -> None:
+def _dedup_step(chain: Chain, names: list[str]) -> None:
     values = [expression(("field", f), chain.fields) for f in names]
     if any(v.kind == "null" for v in values):
         chain.stage("SELECT * FROM {src} WHERE FALSE")
@@ -244,18 +244,18 @@ def _dedup_step(chain: _Chain, names: list[str]) -> None:
                 f"QUALIFY row_number() OVER (PARTITION BY {', '.join(v.sql for v in values)} ORDER BY {SEQ}) = 1")
 
 
-def _search_step(chain: _Chain, spec: Search, now: float) -> None:
-    chain.stage(f"SELECT * FROM {{src}} WHERE {_time_filter(spec, now)} AND {search_sql(spec.tree, chain.fields)}")
+def search_step(chain: Chain, spec: Search, now: float) -> None:
+    chain.stage(f"SELECT * FROM {{src}} WHERE {time_filter(spec, now)} AND {search_sql(spec.tree, chain.fields)}")
 
 
-def _where_step(chain: _Chain, spec: tuple) -> None:
+def _where_step(chain: Chain, spec: tuple) -> None:
     chain.stage(f"SELECT * FROM {{src}} WHERE coalesce({_bool(expression(spec, chain.fields), 'where')}, FALSE)")
 
 
-def _head_step(chain: _Chain, n: int) -> None:
+def _head_step(chain: Chain, n: int) -> None:
     chain.stage(f"SELECT * FROM {{src}} WHERE {SEQ} IN (SELECT {SEQ} FROM {{src}} ORDER BY {SEQ} LIMIT {n})")
 
 
-_STEPS = {"where": _where_step, "eval": _eval_step, "rex": _rex_step, "regex": _regex_step, "stats": _stats_step,
+STEPS = {"where": _where_step, "eval": _eval_step, "rex": _rex_step, "regex": _regex_step, "stats": _stats_step,
           "streamstats": _streamstats_step, "sort": _sort_step, "table": _table_step, "fields": _fields_step,
           "head": _head_step, "dedup": _dedup_step}
