@@ -159,3 +159,11 @@ def test_every_subpackage_says_what_it_owns_and_may_not_touch():
         if "may" not in doc.lower() or not ("never" in doc.lower() or "only" in doc.lower()):
             missing.append(_module_name(init))
     assert not missing, f"subpackages whose docstring does not say what they may import: {missing}"
+
+
+def test_docs_name_every_subpackage():
+    """docs/architecture.md is where a newcomer looks for a stage: every subpackage is in it."""
+    doc = (PACKAGE.parents[1] / "docs" / "architecture.md").read_text(encoding="utf-8")
+    missing = [str(init.parent.relative_to(PACKAGE)) for init in sorted(PACKAGE.rglob("__init__.py"))
+               if init.parent != PACKAGE and f"`{init.parent.name}/`" not in doc]
+    assert not missing, f"subpackages docs/architecture.md does not describe: {missing}"
