@@ -15,6 +15,29 @@ from dac.core.repo import Layout
 REPO = Path(__file__).resolve().parents[1]
 
 
+def pytest_collection_modifyitems(session, config, items):
+    """Tests marked runs_long(seconds) start first, each at the head of a different worker's share:
+    pytest-xdist's worksteal scheduler gives each worker a contiguous share of the collection, and
+    one of these started late would leave the other workers idle while it ends the run. The order
+    is the same on every worker (xdist checks that); the other tests keep theirs."""
+    long = sorted((item for item in items if item.get_closest_marker("runs_long")),
+                  key=lambda item: -item.get_closest_marker("runs_long").args[0])
+    if not long:
+        return
+    rest = [item for item in items if not item.get_closest_marker("runs_long")]
+    workers = int(getattr(config, "workerinput", {}).get("workercount", 1))
+    starts, position, remaining = [], 0, len(items)
+    for i in range(workers):            # the shares worksteal hands out first (xdist.scheduler.worksteal)
+        starts.append(position)
+        share = remaining // (workers - i)
+        position, remaining = position + share, remaining - share
+    order: list = [None] * len(items)
+    for k, item in enumerate(long):
+        order[min(starts[k % workers] + k // workers, len(items) - 1)] = item
+    others = iter(rest)
+    items[:] = [item if item is not None else next(others) for item in order]
+
+
 @pytest.fixture
 def repo_layout() -> Layout:
     return Layout(REPO)

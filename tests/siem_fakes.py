@@ -137,7 +137,9 @@ class _Server:
         context.load_cert_chain(tls[1], tls[2])
         self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
         self.port = self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        # shutdown() waits for the serving loop to look at its flag, up to the poll interval
+        # (0.5 s by default: half a second at the end of every test that uses a stand-in)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
 
     def __enter__(self):
         self.thread.start()

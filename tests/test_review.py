@@ -9,10 +9,15 @@ import json
 import re
 import shutil
 import subprocess
+from collections import OrderedDict
 
 import pytest
 
+import dac.compile.kql_analyzer as kql_analyzer
+import dac.engines.kql.engine as engine_kql
+import dac.engines.spl.checked as spl_checked
 import dac.review.report as review_module
+import dac.rules.ruleset as rules
 from conftest import run_dac
 
 LAZAGNE = "proc_creation_lnx_lazagne_memory.yml"
@@ -38,9 +43,21 @@ def _tree_digest(root) -> str:
     return h.hexdigest()
 
 
+class _KeepNothing(OrderedDict):
+    """A memo that never keeps anything: every lookup misses."""
+
+    def __setitem__(self, key, value):
+        pass
+
+
 @pytest.fixture(autouse=True)
 def shared_sides(request, monkeypatch):
     if request.node.get_closest_marker("fresh_sides"):
+        # anew all the way down: no engine result, KQL translation, analyzer run or parsed labels
+        # file kept by content in this process (dac keeps those between commands) is used either
+        for module, name in ((engine_kql, "_RESULTS"), (engine_kql, "_TRANSLATIONS"), (spl_checked, "_RESULTS"),
+                             (kql_analyzer, "_RESULTS"), (rules, "_PARSED")):
+            monkeypatch.setattr(module, name, _KeepNothing())
         return
     load = review_module._load_side
 
@@ -73,6 +90,7 @@ def review_json(capsys, *extra) -> tuple[int, dict]:
     return code, json.loads(capsys.readouterr().out)
 
 
+@pytest.mark.runs_long(20)
 def test_added_changed_moved_and_removed_rules(history, capsys):
     root = history.root
     lazagne = history.rules / "linux/process_creation" / LAZAGNE
@@ -160,6 +178,7 @@ def test_metric_deltas_over_the_truth_labels_are_in_the_report(history, capsys):
     assert "**Metrics over the truth labels that changed**" in capsys.readouterr().out
 
 
+@pytest.mark.runs_long(60)
 @pytest.mark.fresh_sides
 def test_ready_and_deterministic(history, capsys):
     labels = next((history.root / "testdata").rglob("*.labels.yml"))

@@ -107,6 +107,7 @@ def _expected(rule, labels: dict) -> set | None:
             if rule_id in (event.get("fires") or [])}
 
 
+@pytest.mark.runs_long(20)
 def test_every_analytic_alerts_once_per_event_over_consecutive_runs(analytics, rows, labels):
     _, rules = analytics
     engine = _engine()

@@ -20,7 +20,7 @@ from dac.rules.tiers import is_alert
 RULES = REPO / "sigma" / "rules" / "linux"
 CORPUS = REPO / "testdata" / "corpus"
 ALERT = {"ProcMemAccess", "ProcMapsThenMemRead", "MimiPenguin", "LaZagne", "ProcMemManualDump", "DebuggerMemoryDump",
-         "DebuggerCoreDumpReads"}
+         "DebuggerCoreDumpReads", "ProcEnvironSweep", "ProcEnvironManualSweep"}
 HUNTING = {"ProcMapsEnvironRead", "ProcMapsEnvironManualRead", "AuditdProcMemOpen", "TraceeProcMemAccess"}
 
 
@@ -42,8 +42,23 @@ def test_base_rules_of_the_correlation_repeat_the_allowlists_exactly():
     assert mem_base["dump_command"] == mem_alert["dump_command"]
     maps_hunt = _rule("file_access/file_access_lnx_proc_maps_environ_read.yml")["detection"]
     maps_base = _rule("file_access/file_access_lnx_proc_maps_read.yml")["detection"]
+    environ_base = _rule("file_access/file_access_lnx_proc_environ_read.yml")["detection"]
     for key in ("filter_allowlist_monitors", "filter_allowlist_lldb", "filter_allowlist_interpreted_tools"):
         assert maps_base[key] == maps_hunt[key], key
+        assert environ_base[key] == maps_hunt[key], key
+
+
+def test_the_environ_sweep_bases_are_the_environ_half_of_the_hunting_rules():
+    # the sweeps count the same reads the hunting rules show one by one: same readers, environ only
+    manual_hunt = _rule("process_creation/proc_creation_lnx_proc_maps_environ_manual_read.yml")["detection"]
+    manual_base = _rule("process_creation/proc_creation_lnx_proc_environ_manual_read.yml")["detection"]
+    assert manual_base["selection_reader_image"] == manual_hunt["selection_reader_image"]
+    assert manual_base["selection_shell_oneliner"]["Image|endswith"] == manual_hunt["selection_shell_oneliner"]["Image|endswith"]
+    for key, sub in (("selection_reader_path", "CommandLine|re"), ("selection_shell_oneliner", "CommandLine|re")):
+        assert manual_base[key][sub] == manual_hunt[key][sub].replace("(maps?|environ)", "environ"), key
+    file_hunt = _rule("file_access/file_access_lnx_proc_maps_environ_read.yml")["detection"]["selection"]["TargetFilename|re"]
+    file_base = _rule("file_access/file_access_lnx_proc_environ_read.yml")["detection"]["selection"]["TargetFilename|re"]
+    assert file_base == file_hunt.replace("(maps?|environ)", "environ")
 
 
 def test_the_core_dump_correlation_watches_the_gdb_the_allowlists_trust():

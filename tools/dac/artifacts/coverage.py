@@ -29,7 +29,7 @@ import yaml
 from dac.compile.convert import Query
 from dac.core.problems import DacError, Problem
 from dac.core.repo import Layout
-from dac.rules.ruleset import LoadedRule, RuleSet
+from dac.rules.ruleset import LoadedRule, RuleSet, load_yaml_text
 from dac.rules.attack import AttackData, Technique, technique_sort_key, check_attack_tags, tactic_tags, technique_ids
 
 PLATFORMS = {"linux": "Linux", "windows": "Windows", "macos": "macOS", "aws": "IaaS", "azure": "IaaS",
@@ -148,7 +148,8 @@ def read_labels(layout: Layout) -> list[dict]:
     labels = []
     for path in sorted((layout.root / "testdata").rglob("*.labels.yml")) if (layout.root / "testdata").is_dir() else []:
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            text = path.read_text(encoding="utf-8")
+            data = load_yaml_text(text) or {}       # libyaml where PyYAML has it, kept per text
         except (OSError, yaml.YAMLError):
             continue
         if isinstance(data, dict) and not data.get("twin_of"):     # a shape twin repeats its canonical file's events

@@ -19,8 +19,10 @@ from dataclasses import dataclass
 
 from sigma.correlations import SigmaCorrelationConditionOperator, SigmaCorrelationType
 
-# field -> (source field, regex with one capture group, anchored on the source column)
-DERIVED_FIELDS = {"TargetProcessId": ("TargetFilename", r"^/proc/([0-9]+)/")}
+# field -> (source field, regex with one capture group on the source column)
+DERIVED_FIELDS = {"TargetProcessId": ("TargetFilename", r"^/proc/([0-9]+)/"),
+                  # the process whose environment a command line names (a variable or glob names none)
+                  "CommandLineTargetProcessId": ("CommandLine", r"/proc/([0-9]+)/(?:task/[0-9]+/)?environ")}
 
 _OPS = {
     SigmaCorrelationConditionOperator.LT: "<", SigmaCorrelationConditionOperator.LTE: "<=",
@@ -74,11 +76,13 @@ def _kql_branch(branch: Branch, group: list[str], value_field: str | None) -> st
         elif out != column:
             lines.append(f"| extend {out} = {column}")
     keep = ["Timestamp"] + [out for out, _, _ in columns]
-    if value_field:
-        column = branch.field_map.get(value_field)
-        if column is None:
-            raise CorrelationError(f"value_count field {value_field!r} is not mapped for rule {branch.name!r}")
-        keep.append(value_field if column == value_field else f"{value_field} = {column}")
+    if value_field and value_field not in group:
+        (out, column, regex), = _group_columns([value_field], branch)
+        if regex:       # a derived value: rows without it are no value (dcount would count "")
+            lines += [f'| extend {out} = extract(@"{regex}", 1, {column})', f"| where isnotempty({out})"]
+            keep.append(out)
+        else:
+            keep.append(out if column == out else f"{out} = {column}")
     lines.append(f'| project {", ".join(keep)}, EventType = "{branch.name}";')
     return "\n".join(lines)
 
@@ -119,8 +123,8 @@ def kql_correlation(corr, name: str, branches: list[Branch]) -> str:
 
 # ---------------------------------------------------------------- SPL
 
-def _spl_branch(branch: Branch, group: list[str], first: bool) -> str:
-    columns = _group_columns(group, branch)
+def _spl_branch(branch: Branch, group: list[str], first: bool, value_field: str | None = None) -> str:
+    columns = _group_columns(group + ([value_field] if value_field and value_field not in group else []), branch)
     tail = [f'| eval event_type="{branch.name}"']
     for out, column, regex in columns:
         if regex:
@@ -138,8 +142,9 @@ def spl_correlation(corr, name: str, branches: list[Branch]) -> str:
     group = list(corr.group_by or [])
     keys = " ".join(group)
     span = corr.timespan.seconds
-    parts = [_spl_branch(b, group, i == 0) for i, b in enumerate(branches)]
     ctype = corr.type
+    value_field = corr.condition.fieldref if ctype == SigmaCorrelationType.VALUE_COUNT else None
+    parts = [_spl_branch(b, group, i == 0, value_field) for i, b in enumerate(branches)]
     if ctype == SigmaCorrelationType.TEMPORAL_ORDERED:
         steps = [b.name for b in branches]
         order = ", ".join(f'event_type="{s}", {i}' for i, s in enumerate(steps, 1))
@@ -159,7 +164,9 @@ def spl_correlation(corr, name: str, branches: list[Branch]) -> str:
     if ctype == SigmaCorrelationType.EVENT_COUNT:
         stat, metric = "count", "event_count"
     elif ctype == SigmaCorrelationType.VALUE_COUNT:
-        stat, metric = f"dc({branches[0].field_map.get(corr.condition.fieldref, corr.condition.fieldref)})", "value_count"
+        # a derived value field is extracted under its own name by _spl_branch
+        column = value_field if value_field in DERIVED_FIELDS and value_field not in branches[0].field_map else branches[0].field_map.get(value_field, value_field)
+        stat, metric = f"dc({column})", "value_count"
     elif ctype == SigmaCorrelationType.TEMPORAL:
         stat, metric = "dc(event_type)", "event_type_count"
     else:

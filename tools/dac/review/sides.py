@@ -16,7 +16,7 @@ from dac.compile.convert import Query, compile_rules
 from dac.compile.targets import load_targets
 from dac.core.problems import DacError
 from dac.core.repo import Layout
-from dac.rules.ruleset import RuleSet, load_rules
+from dac.rules.ruleset import RuleSet, load_rules, load_yaml_text
 
 
 class ReviewError(Exception):
@@ -91,8 +91,9 @@ def _load_side_raw(label: str, layout: Layout, replay: bool) -> Side:
 def _labels(layout: Layout) -> dict[tuple[str, str], list[str]]:
     labels = {}
     for path in sorted((layout.root / "testdata").rglob("*.labels.yml")) if (layout.root / "testdata").is_dir() else []:
+        text = path.read_text(encoding="utf-8")
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            data = load_yaml_text(text) or {}       # libyaml where PyYAML has it, kept per text
         except yaml.YAMLError:
             continue
         for key, ids in (data.get("events") or {}).items():

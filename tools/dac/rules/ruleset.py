@@ -7,6 +7,8 @@ target engine, and correlation references that resolve.
 from __future__ import annotations
 
 import copy
+import hashlib
+import pickle
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -31,10 +33,28 @@ REQUIRED_RULE_KEYS = ("title", "id", "name", "status", "description", "reference
 REQUIRED_CORRELATION_KEYS = ("title", "id", "name", "status", "description", "references", "author",
                              "date", "tags", "correlation", "falsepositives", "level")
 SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_PARSED: dict[str, bytes] = {}      # sha256 of a YAML text -> its data, pickled (see load_yaml_text)
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")          # also the KQL `let` / SPL label
 TECHNIQUE_TAG_RE = re.compile(r"^attack\.t\d{4}(\.\d{3})?$")
 FILENAME_RE = re.compile(r"^[a-z0-9]+(_[a-z0-9]+)*\.yml$")
 CORRELATION_PREFIX = "correlation_"
+
+
+def load_yaml_text(text: str):
+    """yaml.safe_load(text), parsed by libyaml where PyYAML has it (a text libyaml refuses goes to
+    the pure-Python parser, so an error has the same message and line as yaml.safe_load's). The
+    data is kept per text in the process, pickled: every caller gets its own copy, and the labels
+    files that replay, review and coverage all read (a few MB) are parsed once."""
+    key = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    kept = _PARSED.get(key)
+    if kept is not None:
+        return pickle.loads(kept)
+    try:
+        data = yaml.load(text, Loader=SAFE_LOADER)
+    except yaml.YAMLError:
+        data = yaml.safe_load(text)
+    _PARSED[key] = pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL)
+    return data
 
 
 @dataclass

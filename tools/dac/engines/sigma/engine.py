@@ -42,6 +42,9 @@ def _text(value) -> str | None:
 class SigmaEngine:
     def __init__(self):
         self._backends: dict[str, sqliteBackend] = {}
+        # (target, id(rule)) -> (rule, its SQL): a rule is converted once per target, not once per log
+        # file (the rule is kept so its id cannot be reused by another object)
+        self._sql: dict[tuple[str, int], tuple[object, str]] = {}
 
     def _backend(self, target: Target) -> sqliteBackend:
         if target.name not in self._backends:
@@ -51,7 +54,10 @@ class SigmaEngine:
         return self._backends[target.name]
 
     def sql(self, rule, target: Target) -> str:
-        return self._backend(target).convert_rule(copy.deepcopy(rule))[0]
+        key = (target.name, id(rule))
+        if key not in self._sql:
+            self._sql[key] = (rule, self._backend(target).convert_rule(copy.deepcopy(rule))[0])
+        return self._sql[key][1]
 
     def matches(self, rule, target: Target, rows: list[dict]) -> set[str]:
         """Keys (dac_key) of the rows the rule matches."""
@@ -115,7 +121,37 @@ class SigmaEngine:
                 if len(window) >= len(base_hits):
                     groups.add(key)
             return groups
+        if corr.type in (SigmaCorrelationType.EVENT_COUNT, SigmaCorrelationType.VALUE_COUNT):
+            return _counted_groups(corr, base_hits)
         raise NotImplementedError(f"correlation type {corr.type} is not evaluated by the Sigma engine yet")
+
+
+_COMPARE = {"lt": lambda a, b: a < b, "lte": lambda a, b: a <= b, "gt": lambda a, b: a > b,
+            "gte": lambda a, b: a >= b, "eq": lambda a, b: a == b, "neq": lambda a, b: a != b}
+
+
+def _counted_groups(corr, base_hits) -> set[tuple]:
+    """event_count / value_count over a sliding window ending at each event (as SPL's
+    `streamstats time_window`): the groups whose count meets the condition at some event."""
+    span, cond = corr.timespan.seconds, corr.condition
+    by_group: dict[tuple, list[tuple[float, object]]] = {}
+    for name, rows, field_map in base_hits:
+        for row in rows:
+            key = tuple(group_value(row, f, field_map) for f in corr.group_by or [])
+            if None in key:
+                continue
+            value = group_value(row, cond.fieldref, field_map) if corr.type == SigmaCorrelationType.VALUE_COUNT else id(row)
+            by_group.setdefault(key, []).append((float(row["_time"]), value))
+    compare = _COMPARE[cond.op.name.lower()]
+    groups = set()
+    for key, timeline in by_group.items():
+        timeline.sort(key=lambda e: e[0])
+        for i, (time, _) in enumerate(timeline):
+            window = [v for t, v in timeline[:i + 1] if time - span <= t]
+            if compare(len({v for v in window if v is not None}), int(cond.count)):
+                groups.add(key)
+                break
+    return groups
 
 
 def _named(query: str) -> set[str]:
