@@ -56,19 +56,20 @@ def audit_lines(n_records: int, seed: int = 11):
     """Raw audit.log lines, one event = records sharing a serial: opens are SYSCALL + PATH +
     PROCTITLE, executions SYSCALL + EXECVE + PROCTITLE. A few percent are malicious: a process that
     reads /proc/<pid>/maps and then /proc/<pid>/mem of the same target (MimiPenguin's pattern, which
-    the correlation rule looks for), gdb reading smaps then mem as gcore does, or a dumping command line."""
+    the correlation rule looks for), gdb reading smaps then mem as gcore does, one shell's `cat`s
+    reading the environ of two processes (the environ sweeps), or a dumping command line."""
     rnd = random.Random(seed)
     serial = 1000
     produced = 0
 
-    def event(syscall: str, pid: int, exe: str, title: str, path: str | None, flags: str = "80000"):
+    def event(syscall: str, pid: int, exe: str, title: str, path: str | None, flags: str = "80000", ppid: int = 1):
         nonlocal serial
         serial += 1
         epoch = f"{1795000000 + serial // 10}.{serial % 1000:03d}"
         head = f"msg=audit({epoch}:{serial}):"
         comm = exe.rsplit("/", 1)[1]
         lines = [f"type=SYSCALL {head} arch=c000003e syscall={syscall} success=yes exit=3 a0=ffffff9c "
-                 f"a1=7ffd a2={flags} a3=0 items=1 ppid=1 pid={pid} auid=0 uid=0 gid=0 euid=0 "
+                 f"a1=7ffd a2={flags} a3=0 items=1 ppid={ppid} pid={pid} auid=0 uid=0 gid=0 euid=0 "
                  f'comm="{comm}" exe="{exe}" key="t1003_007_procfs"']
         if path is not None:
             lines.append(f'type=PATH {head} item=0 name="{path}" inode=1 dev=00:05 mode=0100600 nametype=NORMAL')
@@ -88,6 +89,13 @@ def audit_lines(n_records: int, seed: int = 11):
             title = f"/usr/bin/gdb --batch -x /tmp/gcore.gdb -p {target}"
             lines = (event("257", pid, "/usr/bin/gdb", title, f"/proc/{target}/smaps")
                      + event("257", pid, "/usr/bin/gdb", title, f"/proc/{target}/mem", flags="80002"))
+        elif malicious and rnd.random() < 0.2:                  # one shell's cats sweep two environments
+            shell, other = 3000 + serial % 89, target + 1
+            lines = []
+            for n, victim in enumerate((target, other)):
+                cmd = f"cat /proc/{victim}/environ"
+                lines += (event("59", pid + n, "/usr/bin/cat", cmd, None, ppid=shell)
+                          + event("257", pid + n, "/usr/bin/cat", cmd, f"/proc/{victim}/environ", ppid=shell))
         elif malicious:                                         # maps, then mem of the same target
             lines = (event("257", pid, "/usr/bin/python3", "python3 mimipenguin.py", f"/proc/{target}/maps")
                      + event("257", pid, "/usr/bin/python3", "python3 mimipenguin.py", f"/proc/{target}/mem"))

@@ -68,7 +68,8 @@ def test_each_rule_compiles_to_the_targets_its_telemetry_reaches():
     process_creation = {"sentinel", "splunk_auditd", "splunk_sysmon", "splunk_tracee"}
     assert matrix == {
         "ProcMemAccess": file_reads, "ProcMapsEnvironRead": file_reads, "ProcMapsThenMemRead": file_reads,
-        "DebuggerCoreDumpReads": file_reads,
+        "DebuggerCoreDumpReads": file_reads, "ProcEnvironSweep": file_reads,
+        "ProcEnvironManualSweep": process_creation,
         "MimiPenguin": process_creation, "LaZagne": process_creation, "ProcMemManualDump": process_creation,
         "ProcMapsEnvironManualRead": process_creation, "DebuggerMemoryDump": process_creation,
         "AuditdProcMemOpen": {"splunk_auditd"},

@@ -232,8 +232,8 @@ def test_scores_equal_rule_counts(sandbox):
             if tag.name.startswith("t"):
                 expected[tag.name.upper()] = expected.get(tag.name.upper(), 0) + 1
     scores = {e["techniqueID"]: e["score"] for e in layer["techniques"] if "score" in e}
-    assert scores == expected == {"T1003.007": 12, "T1003.008": 1}
-    assert {l["label"] for l in layer["legendItems"]} == {"1 rule", "12 rules"}
+    assert scores == expected == {"T1003.007": 14, "T1003.008": 1}
+    assert {l["label"] for l in layer["legendItems"]} == {"1 rule", "14 rules"}
     t8 = next(e for e in layer["techniques"] if e["techniqueID"] == "T1003.008")
     # compiled, but no labelled event: not tested
     assert {m["name"]: m["value"] for m in t8["metadata"] if "name" in m}["targets tested"] == "none"
@@ -250,8 +250,8 @@ def test_markdown_lists_every_technique_with_name_tactic_rules_and_targets(sandb
     assert [r.split("]")[0][3:] for r in rows] == ["T1003.007", "T1003.008"]
     assert rows[1] == ("| [T1003.008](https://attack.mitre.org/techniques/T1003/008/) | /etc/passwd and /etc/shadow | "
                        "credential-access | 1: ShadowCat | sentinel, splunk_auditd, splunk_sysmon, splunk_tracee | none |")
-    assert ("| 12: AuditdProcMemOpen, DebuggerCoreDumpReads, DebuggerMemoryDump, LaZagne, MimiPenguin, ProcMapsEnvironManualRead, ProcMapsEnvironRead, "
-            "ProcMapsThenMemRead, ProcMemAccess, ProcMemManualDump, ShadowCat, TraceeProcMemAccess |") in rows[0]
+    assert ("| 14: AuditdProcMemOpen, DebuggerCoreDumpReads, DebuggerMemoryDump, LaZagne, MimiPenguin, ProcEnvironManualSweep, ProcEnvironSweep, "
+            "ProcMapsEnvironManualRead, ProcMapsEnvironRead, ProcMapsThenMemRead, ProcMemAccess, ProcMemManualDump, ShadowCat, TraceeProcMemAccess |") in rows[0]
     assert "ATT&CK Enterprise 18.1" in text and "partial" not in text
     shadow = next(l for l in text.splitlines() if l.startswith("| ShadowCat |"))
     assert shadow.count("0/0/0 (no labelled hit)") == 4 and "| - |" not in shadow      # a process-creation rule reaches all four targets

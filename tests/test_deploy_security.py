@@ -157,7 +157,7 @@ def test_a_ca_file_relative_to_the_repository_is_used(repo, splunk, tls, capsys,
     _set(repo.root / "splunk" / "deploy.yml", ca_file="certs/splunk-ca.pem")
     monkeypatch.chdir(tmp_path_factory.mktemp("elsewhere"))
     code, text = splunk_tests.deploy(capsys, "--apply")
-    assert code == 0 and "26 created" in text and "WARNING" not in text
+    assert code == 0 and "31 created" in text and "WARNING" not in text
     _set(repo.root / "splunk" / "deploy.yml", ca_file="certs/missing.pem")
     code, text = splunk_tests.deploy(capsys)
     assert code == 1 and "splunk/deploy.yml:4: `ca_file` 'certs/missing.pem' is not a file" in text

@@ -71,16 +71,16 @@ def searches_in(arm: FakeArm, workspace: str) -> dict[str, dict]:
 def test_plan_apply_idempotent_on_every_workspace(repo, arm, capsys, credential):
     code, text = deploy(capsys)
     assert code == 0 and arm.writes() == []
-    assert text.count("plan: 8 to create") == 2, "7 alert-tier rules on Sentinel + the composed union, per workspace"
+    assert text.count("plan: 10 to create") == 2, "9 alert-tier rules on Sentinel + the composed union, per workspace"
     assert text.count("2 hunting queries in the repository") == 2 and text.count("plan: 2 to create") == 2
     assert credential.scopes == ["https://management.azure.com/.default"]
 
     code, text = deploy(capsys, "--apply")
-    assert code == 0 and text.count("applied: 8 created, 0 updated, 0 deleted; 0 failed") == 2
+    assert code == 0 and text.count("applied: 10 created, 0 updated, 0 deleted; 0 failed") == 2
     assert text.count("applied: 2 created, 0 updated, 0 deleted; 0 failed") == 2
     for _, _, ws in WORKSPACES:
         rules = rules_in(arm, ws)
-        assert len(rules) == 8
+        assert len(rules) == 10
         searches = searches_in(arm, ws)
         assert len(searches) == 2, "the two hunting-tier rules, as Sentinel hunting queries"
         for resource in searches.values():
@@ -100,7 +100,7 @@ def test_plan_apply_idempotent_on_every_workspace(repo, arm, capsys, credential)
 
     writes = len(arm.writes())
     code, text = deploy(capsys, "--apply")
-    assert code == 0 and text.count("8 unchanged") == 2 and text.count("2 unchanged") == 2 and len(arm.writes()) == writes
+    assert code == 0 and text.count("10 unchanged") == 2 and text.count("2 unchanged") == 2 and len(arm.writes()) == writes
 
 
 def test_drift_update_with_etag_and_prune(repo, arm, capsys):
@@ -122,7 +122,7 @@ def test_drift_update_with_etag_and_prune(repo, arm, capsys):
     assert code == 0 and text.count("1 orphaned (kept; --prune deletes)") == 2
     code, text = deploy(capsys, "--apply", "--prune")
     assert code == 0 and text.count("1 deleted") == 2
-    assert all(len(rules_in(arm, ws)) == 7 for _, _, ws in WORKSPACES)
+    assert all(len(rules_in(arm, ws)) == 9 for _, _, ws in WORKSPACES)
 
 
 def test_retries_conflicts_and_partial_failure(repo, arm, capsys, waits):
@@ -135,8 +135,8 @@ def test_retries_conflicts_and_partial_failure(repo, arm, capsys, waits):
     assert code == 1
     assert waits == [3.0]
     assert f"FAILED {second}: create failed: HTTP 409" in text
-    assert "7 created, 0 updated, 0 deleted; 1 failed (not changed)" in text
-    assert "8 created, 0 updated, 0 deleted; 0 failed" in text                 # the other workspace
+    assert "9 created, 0 updated, 0 deleted; 1 failed (not changed)" in text
+    assert "10 created, 0 updated, 0 deleted; 0 failed" in text                # the other workspace
     assert first in rules_in(arm, "law-a") and second not in rules_in(arm, "law-a")
 
 

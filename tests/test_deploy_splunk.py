@@ -45,11 +45,11 @@ def test_plan_apply_and_a_second_apply_changes_nothing(repo, splunk, capsys):
     code, text = deploy(capsys)
     assert code == 0
     planned = re.findall(r"\+ create\s+(dac-\S+)", text)
-    assert len(planned) == 26 and "dac-hunting-t1003_007_hunting" in planned
+    assert len(planned) == 31 and "dac-hunting-t1003_007_hunting" in planned
     assert splunk.writes() == [], "a plan writes nothing"
 
     code, text = deploy(capsys, "--apply")
-    assert code == 0 and "applied: 26 created, 0 updated, 0 deleted; 0 failed" in text
+    assert code == 0 and "applied: 31 created, 0 updated, 0 deleted; 0 failed" in text
     searches = managed(splunk)
     assert sorted(searches) == sorted(planned)
     one = searches["dac-18885d11-ba42-4352-9336-aada43826561-splunk_auditd"]
@@ -61,7 +61,7 @@ def test_plan_apply_and_a_second_apply_changes_nothing(repo, splunk, capsys):
 
     writes = len(splunk.writes())
     code, text = deploy(capsys)
-    assert code == 0 and "plan: 0 to create, 0 to update (0 drifted), 26 unchanged" in text
+    assert code == 0 and "plan: 0 to create, 0 to update (0 drifted), 31 unchanged" in text
     code, text = deploy(capsys, "--apply")
     assert code == 0 and len(splunk.writes()) == writes, "a second apply changes nothing"
 
@@ -130,7 +130,7 @@ def test_429_and_5xx_are_retried_with_retry_after(repo, splunk, capsys, waits):
     splunk.fail("POST", "", (429, "7"), (503, None))      # the create call: POST …/saved/searches
     splunk.fail("GET", "", (500, None))
     code, text = deploy(capsys, "--apply")
-    assert code == 0 and "26 created" in text and name in managed(splunk)
+    assert code == 0 and "31 created" in text and name in managed(splunk)
     assert waits == [1.0, 7.0, 2.0]                         # backoff 1 s, then Retry-After 7, then backoff 2 s
 
 
@@ -185,7 +185,7 @@ def test_tls_is_verified_unless_explicitly_disabled(repo, splunk, capsys):
     code, text = deploy(capsys, "--apply")
     assert code == 1 and "CERTIFICATE_VERIFY_FAILED" in text and splunk.writes() == []
     code, text = deploy(capsys, "--apply", "--insecure")
-    assert code == 0 and "26 created" in text
+    assert code == 0 and "31 created" in text
 
 
 def test_a_wrong_token_is_a_clear_failure(repo, splunk, capsys, monkeypatch):

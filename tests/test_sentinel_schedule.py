@@ -34,9 +34,11 @@ from dac.compile.targets import load_targets
 
 LAYOUT = Layout(REPO)
 INGESTED = "dac_IngestionTime"
-MDE = {"DeviceFileEvents": "testdata/mde/DeviceFileEvents.jsonl", "DeviceProcessEvents": "testdata/mde/DeviceProcessEvents.jsonl"}
-FIRST_RUN = datetime(2026, 11, 22, 10, 17)        # runs at hh:17, an offset Sentinel may pick
-RUNS = 9                                          # 10:17 .. 18:17 covers the logs (10:02 .. 17:00)
+# the canonical Defender logs and the cited corpus (tools/make_corpus.py), table by table
+MDE = [("DeviceFileEvents", "testdata/mde/DeviceFileEvents.jsonl"), ("DeviceProcessEvents", "testdata/mde/DeviceProcessEvents.jsonl"),
+       ("DeviceFileEvents", "testdata/corpus/DeviceFileEvents.jsonl"), ("DeviceProcessEvents", "testdata/corpus/DeviceProcessEvents.jsonl")]
+FIRST_RUN = datetime(2026, 11, 22, 6, 17)         # runs at hh:17, an offset Sentinel may pick
+RUNS = 13                                         # 06:17 .. 18:17 covers the logs (corpus 06:00 .. 08:14, canonical 10:02 .. 17:00)
 
 
 @pytest.fixture(scope="module")
@@ -51,18 +53,18 @@ def rows():
     """Table -> rows of the labelled logs; every third row reaches the workspace 12 minutes late,
     the others 30 seconds after the event."""
     out = {}
-    for table, path in MDE.items():
+    for table, path in MDE:
         log = read_log(REPO / path, path, "mde")
         for n, row in enumerate(log.rows):
             event = _time(row["Timestamp"])
             row[INGESTED] = (event + timedelta(minutes=12 if n % 3 == 0 else 0, seconds=30)).isoformat()
-        out[table] = log.rows
+        out.setdefault(table, []).extend(log.rows)
     return out
 
 
 @pytest.fixture(scope="module")
 def labels():
-    return {table: yaml.safe_load((REPO / f"{path}.labels.yml").read_text()) for table, path in MDE.items()}
+    return {path: yaml.safe_load((REPO / f"{path}.labels.yml").read_text()) for _, path in MDE}
 
 
 def _time(value) -> datetime:
@@ -89,11 +91,20 @@ def _scheduled_runs(engine: KqlEngine, query: str, frequency: str, period: str, 
     return results
 
 
+# what a correlation outputs besides its group-by fields (dac.correlation)
+AGGREGATES = {"Timestamp", "FirstTime", "LastTime", "RuleCount", "ValueCount", "EventCount", "Sequences", "Detection"}
+
+
+def _group(row: dict) -> tuple:
+    """A correlation row's group, its group-by fields in output order (the order the labels list them)."""
+    return tuple(str(v) for k, v in row.items() if k not in AGGREGATES)
+
+
 def _alert_key(rule, row: dict) -> tuple:
     if "ReportId" in row:                        # a single-event analytic keeps the table's columns
         return (f"{row['DeviceName']}:{row['ReportId']}",)     # the event identity of dac.logs
     if "LastTime" in row:                        # the correlation: one alert per group and last event
-        return (str(row["Computer"]), str(row["TargetProcessId"]), str(row["LastTime"]))
+        return (*_group(row), str(row["LastTime"]))
     return (str(row["Timestamp"]), str(row["DeviceName"]), str(row["Detection"]), str(row.get("ProcessCommandLine")))
 
 
@@ -138,10 +149,10 @@ def test_correlation_alerts_once_per_labelled_sequence(analytics, rows, labels):
         sigma_id = parse_owner(doc["description"])[0]
         runs = _scheduled_runs(_engine(), doc["query"], doc["queryFrequency"], doc["queryPeriod"], rows)
         # one alert per sequence: a target dumped at two different times is two sequences
-        sequences = Counter((str(r["Computer"]), str(r["TargetProcessId"]), str(r["FirstTime"])) for run in runs for r in run)
+        sequences = Counter((_group(r), str(r["FirstTime"])) for run in runs for r in run)
         assert all(c == 1 for c in sequences.values()), (rule.file_stem, sequences)
-        groups = Counter((c, t) for c, t, _ in sequences)
-        expected = {(str(g["Computer"]), str(g["TargetProcessId"]))
+        groups = Counter(g for g, _ in sequences)
+        expected = {tuple(str(v) for v in g.values())
                     for data in labels.values() for g in (data.get("correlations") or {}).get(sigma_id, [])}
         assert expected and set(groups) == expected, rule.file_stem
 

@@ -280,9 +280,16 @@ def _build(spec: _Spec, cfg: AnalyticsConfig) -> AlertRule:
     return AlertRule(spec.guid, spec.file_stem, doc, props)
 
 
+def correlation_shape(corr, cfg) -> str:
+    """`correlation_<type>` (e.g. correlation_value_count) when analytics.yml has that shape, else
+    `correlation`: the output columns of a correlation depend on its type (dac.compile.correlation)."""
+    typed = f"correlation_{corr.type.name.lower()}"
+    return typed if typed in cfg.shapes else "correlation"
+
+
 # ---------------------------------------------------------------- all analytics
 
-def _rule_specs(queries: list[Query]) -> list[_Spec]:
+def _rule_specs(queries: list[Query], cfg: "AnalyticsConfig") -> list[_Spec]:
     sentinel = [q for q in queries if q.target.siem == "sentinel"]
     several_targets = len({q.target.name for q in sentinel}) > 1
     specs = []
@@ -291,7 +298,7 @@ def _rule_specs(queries: list[Query]) -> list[_Spec]:
             continue
         rule = q.rule.rule
         tactics, techniques = _tags(rule.tags)
-        shape = "correlation" if q.rule.is_correlation else str(q.scope.state.get("source"))
+        shape = correlation_shape(q.rule.rule, cfg) if q.rule.is_correlation else str(q.scope.state.get("source"))
         specs.append(_Spec(
             guid=alert_rule_id(str(rule.id), q.target.name),
             file_stem=f"{q.rule.stem}.{q.target.name}" if several_targets else q.rule.stem,
@@ -340,7 +347,7 @@ def alert_rules(queries: list[Query], config: dict | None, targets_config: dict)
     if config is None:
         raise DacError([Problem(CONFIG_FILE, None, "missing: the Sentinel analytics configuration is needed")])
     cfg = AnalyticsConfig(config)
-    specs = _rule_specs(queries) + _hunting_specs(queries, targets_config)
+    specs = _rule_specs(queries, cfg) + _hunting_specs(queries, targets_config)
     known = {s.config_key for s in specs}
     for key in cfg.overrides:
         if str(key) not in known:
