@@ -30,11 +30,11 @@ What differs (mostly work dac does and sigma-cli does not):
   has no correlation files (dac compiles 2 there in the repository, 68 at 510 rules).
 - sigma-cli also writes the correlations' base rules as query files of their own (dac converts
   them too, but writes only the correlation).
-- dac's Splunk targets use dac.splunk_backend.DacSplunkBackend (stock SplunkBackend with two
+- dac's Splunk targets use dac.compile.splunk_backend.DacSplunkBackend (stock SplunkBackend with two
   mis-translations fixed; every regex takes the rex/eval form); sigma-cli uses the stock `splunk`
   backend. The pipelines are plain pySigma YAML (no custom classes), so every target is
   converted by sigma-cli.
-- sigma-cli's Splunk correlation queries are its own `stats` form, dac's come from dac.correlation:
+- sigma-cli's Splunk correlation queries are its own `stats` form, dac's come from dac.compile.correlation:
   the texts differ (this measures speed, not output equality).
 - dac applies every target's pipeline to every rule to decide the scope (above); sigma-cli is
   handed the result and only converts.
@@ -69,8 +69,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 DAC = [sys.executable, "-m", "dac.cli", "convert"]
 SIGMA = str(Path(sys.executable).parent / "sigma")
-COMPILE_ONLY = [sys.executable, "-c", "import os; from pathlib import Path; from dac.repo import Layout; "
-                "from dac.artifacts import compile_repository; compile_repository(Layout(Path(os.environ['DAC_ROOT'])))"]
+COMPILE_ONLY = [sys.executable, "-c", "import os; from pathlib import Path; from dac.core.repo import Layout; "
+                "from dac.artifacts.build import compile_repository; compile_repository(Layout(Path(os.environ['DAC_ROOT'])))"]
 
 PER_RULE_MS = 7.0          # issue 16
 BIG_SECONDS = 4.0          # issue 16 (issue 2: 10 s)
@@ -160,10 +160,10 @@ def plan(root: Path) -> dict:
     what `dac convert` writes (removed before every run)."""
     from sigma.plugins import InstalledSigmaPlugins
 
-    from dac.artifacts import GENERATED_FILES, generated_roots
-    from dac.repo import Layout
-    from dac.rules import load_rules
-    from dac.targets import load_targets
+    from dac.artifacts.build import GENERATED_FILES, generated_roots
+    from dac.core.repo import Layout
+    from dac.rules.ruleset import load_rules
+    from dac.compile.targets import load_targets
 
     layout = Layout(root)
     ruleset = load_rules(layout)

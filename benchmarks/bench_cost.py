@@ -219,8 +219,8 @@ def _timed(fn):
 
 
 def bench_spl(fmt: str, n: int, before: dict[str, str], after: dict[str, str]) -> list[dict]:
-    from dac.spl_parse import parse_pipeline
-    from dac.spl_sql import SplIndex, SqlSession
+    from dac.engines.spl.pipeline import parse_pipeline
+    from dac.engines.spl.sql import SplIndex, SqlSession
     gen = {"auditd": audit_lines, "sysmon": sysmon_lines, "tracee": tracee_lines}[fmt]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "events.log"
@@ -248,8 +248,8 @@ def bench_spl(fmt: str, n: int, before: dict[str, str], after: dict[str, str]) -
 
 
 def bench_kql(n: int, before: dict[str, str], after: dict[str, str]) -> list[dict]:
-    from dac.engine_kql import KqlEngine
-    from dac.kql_analyzer import load_schemas
+    from dac.engines.kql.engine import KqlEngine
+    from dac.compile.kql_analyzer import load_schemas
     engine = KqlEngine(load_schemas(REPO / "sentinel" / "schemas"), NOW)
     tables: dict[str, list[dict]] = {}
     for table, row in mde_rows(n):
@@ -285,7 +285,7 @@ def _scan_filter(text: str) -> str | None:
     """The rows on which some regex or `contains` of the query runs: those passing any of the term
     filters in front of them (None: a scan without one, so every row). The documented
     ProcMemAccess exception is left out: it only runs after its conjunction's FolderPath filter."""
-    from dac.kql_cost import check_kql_cost
+    from dac.checks.kql_cost import check_kql_cost
     pres = [m["pre"].removesuffix(" and ") for m in _GUARDED.finditer(text)]
     # a scan without its own filter that kql_cost accepts comes after one of these in its conjunction
     if not pres or any(not v.clause.startswith('InitiatingProcessCommandLine matches regex "(\\\\[0-9a-f')

@@ -109,10 +109,10 @@ def audit_lines(n_records: int, seed: int = 11):
 
 def run_engine(engine: str, n: int) -> dict:
     sys.path.insert(0, str(REPO / "tools"))
-    from dac.convert import compile_rules
-    from dac.repo import Layout
-    from dac.rules import load_rules
-    from dac.targets import load_targets
+    from dac.compile.convert import compile_rules
+    from dac.core.repo import Layout
+    from dac.rules.ruleset import load_rules
+    from dac.compile.targets import load_targets
     from dac.logs import read_log
     import tempfile
     layout = Layout(REPO)
@@ -134,8 +134,10 @@ def run_engine(engine: str, n: int) -> dict:
         started = time.perf_counter()
         processed, hits, passes, ingest = 0, 0, 0, None
         if engine == "sigma":
-            from dac.engine_sigma import SigmaEngine
-            from dac.replay import _rows_in_scope, LabelFile
+            from dac.engines.sigma.engine import SigmaEngine
+            from dac.core.repo import Layout
+            from dac.logs.scopes import load_scopes
+            from dac.replay.scope import rows_in_scope
             sigma = SigmaEngine()
             for q in queries:
                 if q.target.format == "mde":
@@ -149,16 +151,17 @@ def run_engine(engine: str, n: int) -> dict:
             gc.collect()
             log_file.write_text("\n".join(audit_lines(n)) + "\n")
             audit = read_log(log_file, "audit.log", "auditd", "bench-host", splunk=False)   # Sigma reads the rows only
+            load_scopes(Layout(REPO)).tag_all("auditd", audit.rows)
             started = time.perf_counter() - wall_mde
             for q in queries:
                 if q.target.format == "auditd":
-                    rows = _rows_in_scope(q, audit, LabelFile("", Path(), "auditd", None, "bench-host", {}, {}))
+                    rows = rows_in_scope(q, audit)
                     hits += len(sigma.matches(q.rule.rule, q.target, rows))
                     passes += len(rows)
             processed += n
         elif engine == "kql":
-            from dac.engine_kql import KqlEngine
-            from dac.kql_analyzer import load_schemas
+            from dac.engines.kql.engine import KqlEngine
+            from dac.compile.kql_analyzer import load_schemas
             kql = KqlEngine(load_schemas(layout.schemas), datetime(2026, 11, 23))
             for table, rows in tables.items():
                 kql.load(table, rows)
@@ -173,7 +176,7 @@ def run_engine(engine: str, n: int) -> dict:
             # the records go into DuckDB one at a time (never a million dicts at once); like
             # Splunk's indexing and the KQL engine's load, that is reported apart
             from dac.logs.auditd import splunk_events_of_file as auditd_splunk_events
-            from dac.spl_sql import SplIndex, SqlSession
+            from dac.engines.spl.sql import SplIndex, SqlSession
             index = SplIndex(auditd_splunk_events(log_file, "bench-host"))
             ingest = time.perf_counter() - started
             session = SqlSession(index, datetime(2026, 11, 23))

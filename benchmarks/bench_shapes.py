@@ -13,7 +13,7 @@ is its own, the generated file and the rule compilation excluded from the clock:
   sigma   read + parse + row store + every Sigma detection rule of the format (Sigma engine);
   target  read + parse + the target's engine and every generated query of the format,
           correlations included (SPL on DuckDB for Splunk sources, KQL on duckdb-kql for Defender);
-  all     `dac test --events` itself (dac.hunt.hunt: every engine, hits with their lines), with
+  all     `dac test --events` itself (dac.replay.hunt.hunt: every engine, hits with their lines), with
           the Python SPL reference off so every size runs the same engines.
 
 Events/s is events (assembled events for auditd, about 5 records each in testdata/) over wall
@@ -111,8 +111,8 @@ def events_in(path: Path, fmt: str, host: str | None) -> tuple[int, int]:
     """(events, seconds from the first event to the last) of a file."""
     sys.path.insert(0, str(REPO / "tools"))
     from dac.logs import read_log
-    from dac.replay import column_types
-    from dac.repo import Layout
+    from dac.replay.labelled import column_types
+    from dac.core.repo import Layout
     rows = read_log(path, str(path), fmt, host, None, column_types(Layout(REPO))).rows
     times = [float(r["_time"]) for r in rows]
     return len(rows), math.ceil(max(times) - min(times))
@@ -121,12 +121,14 @@ def events_in(path: Path, fmt: str, host: str | None) -> tuple[int, int]:
 # one measurement, in a child process -----------------------------------------------------------
 def measure(mode: str, path: str, fmt: str, host: str | None) -> dict:
     sys.path.insert(0, str(REPO / "tools"))
-    from dac.convert import compile_rules
+    from dac.compile.convert import compile_rules
     from dac.logs import open_log
-    from dac.replay import Replayer, column_types, scope_where
-    from dac.repo import Layout
-    from dac.rules import load_rules
-    from dac.targets import load_targets
+    from dac.logs.scopes import load_scopes
+    from dac.replay.labelled import Replayer, column_types
+    from dac.replay.scope import scope_where
+    from dac.core.repo import Layout
+    from dac.rules.ruleset import load_rules
+    from dac.compile.targets import load_targets
     layout = Layout(REPO)
     targets, _ = load_targets(layout)
     ruleset = load_rules(layout)
@@ -141,16 +143,16 @@ def measure(mode: str, path: str, fmt: str, host: str | None) -> dict:
         for row, _ in stream.items:
             events += row is not None
     elif mode == "sigma":
-        from dac.engine_sigma import SigmaEngine
-        from dac.row_store import RowStore
+        from dac.engines.sigma.engine import SigmaEngine
+        from dac.replay.row_store import RowStore
         stream = open_log(path, path, fmt, host, None, schemas, splunk=False)
-        store, sigma = RowStore(), SigmaEngine()
+        store, sigma, scopes = RowStore(), SigmaEngine(), load_scopes(layout)
         for q in queries:                      # compiled before the clock: the rule's SQL is cached
             sigma.sql(q.rule.rule, q.target) if not q.rule.is_correlation else None
         start, cpu_before = time.perf_counter(), _cpu()
         for row, _ in stream.items:
             if row is not None:
-                store.add(row)
+                store.add(scopes.tag(fmt, row))
         store.flush()
         events = store.count
         for q in queries:
@@ -158,13 +160,13 @@ def measure(mode: str, path: str, fmt: str, host: str | None) -> dict:
                 sigma.matches_store(q.rule.rule, q.target, store, scope_where(q, fmt))
         store.close()
     elif mode == "target":
-        from dac.stream_replay import load
+        from dac.replay.stream import load
         replayer = Replayer(layout, queries, ruleset)
         stream = open_log(path, path, fmt, host, None, schemas)
         if fmt == "mde":
             replayer.kql      # the engine (tables created) before the clock, as for SPL below
         start, cpu_before = time.perf_counter(), _cpu()
-        log = load(stream, replayer.now, lambda: replayer.kql, 0)
+        log = load(stream, replayer.now, lambda: replayer.kql, 0, scopes=replayer.scopes)
         events = log.events
         for q in queries:
             if fmt == "mde":
@@ -173,7 +175,7 @@ def measure(mode: str, path: str, fmt: str, host: str | None) -> dict:
                 log.spl.run(q.text, q.rule.name)
         log.close()
     else:
-        from dac import hunt
+        from dac.replay import hunt
         hunt.REFERENCE_LIMIT = 0
         report = hunt.hunt(layout, ruleset, queries, [path], fmt, host, None, progress=False)
         (result,) = report.files

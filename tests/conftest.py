@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from dac.cli import main
-from dac.repo import Layout
+from dac.core.repo import Layout
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -12,8 +12,8 @@ from types import SimpleNamespace
 
 import pytest
 
-import dac.backtest_window as backtest_window
-import dac.deploy_sentinel as deploy_sentinel
+import dac.backtest.window as backtest_window
+import dac.deploy.sentinel as deploy_sentinel
 from backtest_fakes import FakeAdvancedHunting, FakeLogAnalytics, FakeSplunkSearch
 from conftest import run_dac
 
@@ -225,10 +225,10 @@ def test_cost_budget_stops_early_and_says_partial(splunk_repo, splunk, capsys, w
 
 
 def test_time_budget_stops_early_and_says_partial(splunk_repo, splunk, capsys, waits):
-    from dac.backtest_command import Options, backtest_command
-    from dac.redaction import Redactor
-    from dac.repo import Layout
-    from dac.transport import TransportOptions
+    from dac.backtest.command import Options, backtest_command
+    from dac.core.redaction import Redactor
+    from dac.core.repo import Layout
+    from dac.deploy.transport import TransportOptions
     ticks = iter(range(0, 10_000, 400))          # each clock read: 400 s later
     lines: list[str] = []
     code = backtest_command(Layout(splunk_repo.root), Options("splunk", rules=[LAZAGNE], time_budget="30m"),
@@ -239,10 +239,10 @@ def test_time_budget_stops_early_and_says_partial(splunk_repo, splunk, capsys, w
 
 
 def test_a_job_running_when_the_time_budget_ends_is_cancelled(splunk_repo, splunk, capsys, waits):
-    from dac.backtest_command import Options, backtest_command
-    from dac.redaction import Redactor
-    from dac.repo import Layout
-    from dac.transport import TransportOptions
+    from dac.backtest.command import Options, backtest_command
+    from dac.core.redaction import Redactor
+    from dac.core.repo import Layout
+    from dac.deploy.transport import TransportOptions
     splunk.never_done = True
     ticks = iter(range(0, 100_000, 100))         # each clock read: 100 s later
     lines: list[str] = []

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-import dac.content as content
+import dac.rules.content as content
 from conftest import run_dac, snapshot
-from dac.problems import Problem
+from dac.core.problems import Problem
 from test_bad_input import RULE, RULE_PATH, write_rule
 
 

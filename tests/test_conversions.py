@@ -12,7 +12,7 @@ from sigma.collection import SigmaCollection
 from sigma.processing.pipeline import ProcessingPipeline
 
 from conftest import REPO, run_dac, snapshot
-from dac.splunk_backend import DacSplunkBackend
+from dac.compile.splunk_backend import DacSplunkBackend
 
 
 def test_checked_in_conversions_match_the_rules(capsys):
@@ -43,11 +43,11 @@ def test_removed_rule_deletes_its_artifacts(sandbox, capsys):
 def test_output_is_byte_identical_across_processes():
     script = textwrap.dedent("""
         import hashlib, json
-        from dac.repo import Layout
-        from dac.rules import load_rules
-        from dac.targets import load_targets
-        from dac.convert import compile_rules
-        from dac.artifacts import build_artifacts
+        from dac.core.repo import Layout
+        from dac.rules.ruleset import load_rules
+        from dac.compile.targets import load_targets
+        from dac.compile.convert import compile_rules
+        from dac.artifacts.build import build_artifacts
         layout = Layout(__import__('pathlib').Path(%r))
         targets, config = load_targets(layout)
         files = build_artifacts(compile_rules(load_rules(layout), targets), config, layout)

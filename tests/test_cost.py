@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from dac.cost_check import check_cost
-from dac.kql_cost import check_kql_cost
-from dac.spl_cost import check_spl_cost
+from dac.checks.cost import check_cost
+from dac.checks.kql_cost import check_kql_cost
+from dac.checks.spl_cost import check_spl_cost
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSEMBLY = '\n| eval host=coalesce(node, host)\n| stats count by host'

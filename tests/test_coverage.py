@@ -13,14 +13,16 @@ import jsonschema
 import pytest
 
 from conftest import REPO, write_repo_file
-from dac.convert import compile_rules
-from dac.coverage import (LAYER_FILE, MARKDOWN_FILE, build_coverage_files, check_attack_tags, compute_coverage,
-                          coverage_files, coverage_markdown, load_techniques, navigator_layer, read_labels,
-                          write_coverage)
-from dac.problems import DacError
-from dac.replay import Report, Verdicts, run_labelled
-from dac.rules import RuleSet, load_rules
-from dac.targets import load_targets
+from dac.compile.convert import compile_rules
+from dac.artifacts.coverage import compute_coverage, read_labels
+from dac.artifacts.coverage_files import (LAYER_FILE, MARKDOWN_FILE, build_coverage_files, coverage_files, coverage_markdown,
+                                         navigator_layer, write_coverage)
+from dac.rules.attack import check_attack_tags, load_techniques
+from dac.core.problems import DacError
+from dac.replay.labelled import run_labelled
+from dac.replay.verdicts import Report, Verdicts
+from dac.rules.ruleset import RuleSet, load_rules
+from dac.compile.targets import load_targets
 
 RULE = textwrap.dedent("""\
     title: Shadow File Read By Cat
@@ -297,9 +299,9 @@ def test_outputs_are_deterministic(repo_layout):
     again = coverage_files(compute_coverage(shuffled, random.Random(3).sample(queries, len(queries)), attack,
                                             labels=read_labels(repo_layout)))
     assert first == again
-    script = ("import hashlib,sys; from pathlib import Path; from dac.repo import Layout; "
-              "from dac.rules import load_rules; from dac.targets import load_targets; from dac.convert import compile_rules; "
-              "from dac.coverage import build_coverage_files; l=Layout(Path(sys.argv[1])); "
+    script = ("import hashlib,sys; from pathlib import Path; from dac.core.repo import Layout; "
+              "from dac.rules.ruleset import load_rules; from dac.compile.targets import load_targets; from dac.compile.convert import compile_rules; "
+              "from dac.artifacts.coverage_files import build_coverage_files; l=Layout(Path(sys.argv[1])); "
               "q=compile_rules(load_rules(l), load_targets(l)[0]); f=build_coverage_files(l, q); "
               "print(hashlib.sha256(repr(sorted(f.items())).encode()).hexdigest())")
     hashes = {subprocess.run([sys.executable, "-c", script, str(REPO)], capture_output=True, text=True, check=True,
@@ -327,7 +329,7 @@ def test_write_coverage_is_atomic_and_idempotent(sandbox):
 
 
 def test_coverage_command_refuses_to_write_when_the_replay_fails(sandbox):
-    from dac.coverage import coverage_command
+    from dac.replay.coverage_command import coverage_command
     labels = sandbox.root / "testdata" / "tracee" / "tracee.jsonl.labels.yml"
     labels.write_text(labels.read_text().replace("1f2ba570-2b5d-4c3f-9e65-296edbf1aa91", "fa334ad3-0d80-4ce5-b92d-696792e9dab8", 1))
     ruleset, queries, config = compiled(sandbox)

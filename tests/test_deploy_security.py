@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-import dac.deploy_splunk as deploy_splunk
+import dac.deploy.splunk as deploy_splunk
 import test_deploy_sentinel as sentinel_tests
 import test_deploy_splunk as splunk_tests
 from conftest import run_dac
@@ -170,8 +170,8 @@ def test_a_ca_file_relative_to_the_repository_is_used(repo, splunk, tls, capsys,
     ("https://user@management.azure.com", False), ("https://management.azure.com/x?y", False),
     ("http://management.azure.com", False)])
 def test_arm_endpoints_are_the_documented_hosts(sandbox, capsys, endpoint, allowed):
-    from dac.deploy_sentinel import arm_scope, load_sentinel_config
-    from dac.problems import DacError
+    from dac.deploy.sentinel import arm_scope, load_sentinel_config
+    from dac.core.problems import DacError
     (sandbox.root / "sentinel" / "deploy.yml").write_text(
         f"arm_endpoint: {endpoint}\nworkspaces:\n  - {{subscription_id: 00000000-0000-0000-0000-000000000000, "
         "resource_group: rg, workspace: law-x}\n")

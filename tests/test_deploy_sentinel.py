@@ -9,8 +9,8 @@ from types import SimpleNamespace
 
 import pytest
 
-import dac.deploy as deploy_module
-import dac.deploy_sentinel as deploy_sentinel
+import dac.deploy.command as deploy_module
+import dac.deploy.sentinel as deploy_sentinel
 from conftest import run_dac, run_deploy
 from siem_fakes import FakeArm
 

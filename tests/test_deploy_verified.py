@@ -113,7 +113,7 @@ def test_an_arm_apply_that_does_not_stick_fails_the_read_back(arm_repo, arm, cap
     (b"\xff\xfe", "", "not complete JSON"),
 ])
 def test_a_response_body_must_be_a_json_object(body, content_type, message):
-    from dac.deploy_plan import DeployError
-    from dac.responses import json_document
+    from dac.deploy.plan import DeployError
+    from dac.deploy.responses import json_document
     with pytest.raises(DeployError, match=message):
         json_document(body, content_type, "GET x")

@@ -7,11 +7,12 @@ from datetime import datetime
 import pytest
 from sigma.collection import SigmaCollection
 
-from dac.engine_kql import KqlEngine
-from dac.engine_sigma import SigmaEngine
+from dac.engines.kql.engine import KqlEngine
+from dac.engines.sigma.engine import SigmaEngine
 from dac.logs import read_log
-from dac.logs.auditd import categories as auditd_categories, decode_proctitle
-from dac.targets import Target
+from dac.logs.auditd import decode_proctitle
+from dac.logs.scopes import load_scopes
+from dac.compile.targets import Target
 
 TABLES = {"T": [("Timestamp", "datetime"), ("ReportId", "long"), ("Cmd", "string")]}
 ROWS = [
@@ -83,7 +84,7 @@ def test_sigma_engine_semantics():
     assert SigmaEngine().matches(rule, target, rows) == {"1", "3", "5"}
 
 
-def test_proctitle_decoding_and_auditd_assembly(tmp_path):
+def test_proctitle_decoding_and_auditd_assembly(tmp_path, repo_layout):
     assert decode_proctitle("6464006966003D2F70726F632F3132332F6D656D") == "dd if =/proc/123/mem"
     assert decode_proctitle("bash") == "bash"
     log = tmp_path / "audit.log"
@@ -103,9 +104,11 @@ def test_proctitle_decoding_and_auditd_assembly(tmp_path):
         "audit.log:7: not an audit record (expected [node=… ]type=… msg=audit(epoch:serial): …, optionally after a syslog header)",
         "audit.log:8: truncated PATH record"]
     assert len(parsed.splunk_events) == 6                   # one Splunk event per record
+    scopes = load_scopes(repo_layout)                       # the log sources of sigma/datasources/event_scopes.yml
+    scopes.tag_all("auditd", parsed.rows)
     rows = {r["dac_key"]: r for r in parsed.rows}
     assert rows["web-01:42"]["name"] == "/proc/812/mem" and rows["web-01:42"]["exe"] == "/usr/bin/python3"
     assert rows["web-01:42"]["proctitle"] == "python3 mimipenguin.py" and rows["web-01:42"]["cwd"] == "/root"
     assert "file_access" in rows["web-01:42"]["dac_categories"]
     assert "file_access" not in rows["web-01:43"]["dac_categories"]   # O_WRONLY|O_CLOEXEC is a write
-    assert auditd_categories({"syscall": "59"}) == {"auditd", "process_creation"}
+    assert scopes.categories("auditd", {"syscall": "59"}) == {"auditd", "process_creation"}

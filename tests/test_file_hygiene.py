@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 from conftest import run_dac
-from dac.atomic import write_text_atomic
+from dac.core.atomic import write_text_atomic
 
 
 def _mode(path) -> int:

@@ -1,10 +1,10 @@
-"""Microsoft's Kusto.Language analyzer, driven through dac.kql_analyzer, against the repo's schemas."""
+"""Microsoft's Kusto.Language analyzer, driven through dac.compile.kql_analyzer, against the repo's schemas."""
 from __future__ import annotations
 
 import pytest
 
 from conftest import REPO
-from dac.kql_analyzer import analyze, is_error, load_schemas
+from dac.compile.kql_analyzer import analyze, is_error, load_schemas
 
 ANALYZER = REPO / "tools" / "kusto-analyzer"
 

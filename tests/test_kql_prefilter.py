@@ -7,8 +7,8 @@ from datetime import datetime
 
 import pytest
 
-from dac.engine_kql import KqlEngine
-from dac.kql_prefilter import add_prefilters, prefilter
+from dac.engines.kql.engine import KqlEngine
+from dac.compile.kql_prefilter import add_prefilters, prefilter
 
 
 @pytest.mark.parametrize("regex, expected", [

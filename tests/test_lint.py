@@ -12,9 +12,10 @@ import textwrap
 import pytest
 
 from conftest import REPO, write_repo_file
-from dac.lint import Finding, all_validators, attack_stix_bundle, enabled_validators, failing, lint_command, lint_rules
-from dac.coverage import load_techniques
-from dac.rules import load_rules
+from dac.checks.lint import Finding, all_validators, enabled_validators, failing, lint_command, lint_rules
+from dac.checks.reference_data import attack_stix_bundle
+from dac.rules.attack import load_techniques
+from dac.rules.ruleset import load_rules
 
 RULE = textwrap.dedent("""\
     title: Shadow File Read By Cat
@@ -151,7 +152,7 @@ def test_validators_use_only_local_reference_data(sandbox, no_network):
                     reason="needs `unshare -n` (root or user namespaces)")
 def test_lint_runs_in_a_process_without_network():
     proc = subprocess.run(["unshare", "-n", sys.executable, "-c",
-                           "import sys; from dac.lint import lint_command; from dac.repo import Layout; "
+                           "import sys; from dac.checks.lint import lint_command; from dac.core.repo import Layout; "
                            f"sys.exit(lint_command(Layout(__import__('pathlib').Path({str(REPO)!r})), kql=False))"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -185,8 +186,8 @@ def test_stix_bundle_keeps_revoked_and_deprecated_out_of_pysigma(repo_layout):
 
 
 def test_kql_analyzer_hints_are_attributed_to_the_rule(repo_layout, sandbox):
-    from dac.convert import compile_rules
-    from dac.targets import load_targets
+    from dac.compile.convert import compile_rules
+    from dac.compile.targets import load_targets
     ruleset = load_rules(repo_layout)
     findings = lint_rules(repo_layout, ruleset, compile_rules(ruleset, load_targets(repo_layout)[0]))
     assert [f for f in findings if f.validator == "dac_kql_analyzer"] == []      # the shipped KQL: no hints
@@ -250,12 +251,12 @@ def test_filename_prefix_follows_sigmahq_and_the_extension(sandbox):
         load_rules(sandbox)
     except Exception as e:         # dac's loader already refuses a file named against its log source
         assert "file_access_lnx_" in str(e)
-    from dac.sigmahq_tests import sigmahq_test_findings
-    from dac.lint import load_sigmahq_documents
-    from dac.lint_exceptions import load_exceptions
-    from dac.rules import _load_file
+    from dac.checks.sigmahq_tests import sigmahq_test_findings
+    from dac.checks.reference_data import load_sigmahq_documents
+    from dac.checks.lint_exceptions import load_exceptions
+    from dac.rules.ruleset import _load_file
     items, _ = _load_file(sandbox.root / path, sandbox)
-    from dac.rules import RuleSet
+    from dac.rules.ruleset import RuleSet
     docs = load_sigmahq_documents(sandbox)
     findings = sigmahq_test_findings(sandbox.root, RuleSet(items), docs["sigmahq_taxonomy"], docs["sigmahq_filename"],
                                      load_exceptions(sandbox).taxonomy)
@@ -279,7 +280,7 @@ def test_an_unlisted_finding_fails_and_a_stale_exception_is_reported(sandbox, ca
 
 
 def test_every_exception_has_a_reason(repo_layout):
-    from dac.lint_exceptions import load_exceptions
+    from dac.checks.lint_exceptions import load_exceptions
     listed = load_exceptions(repo_layout)
     assert listed.exceptions and all(len(e.reason) > 20 for e in listed.exceptions)
     assert {e.key for e in listed.taxonomy} == {"linux_file_access_none", "linux_none_tracee"}
@@ -287,8 +288,8 @@ def test_every_exception_has_a_reason(repo_layout):
 
 
 def test_exceptions_file_errors_name_the_line(sandbox):
-    from dac.lint_exceptions import load_exceptions
-    from dac.problems import DacError
+    from dac.checks.lint_exceptions import load_exceptions
+    from dac.core.problems import DacError
     (sandbox.root / "sigma/lint_exceptions.yml").write_text("exceptions:\n  - rule: not-a-uuid\n    check: x\n    reason: y\n")
     with pytest.raises(DacError) as e:
         load_exceptions(sandbox)
@@ -298,10 +299,10 @@ def test_exceptions_file_errors_name_the_line(sandbox):
 def test_sigmahq_ci_command_passes_offline(repo_layout, tmp_path):
     """SigmaHQ's CI command, sigma-cli unmodified, with SigmaHQ's validator set and the listed
     exclusions, in a process without network when `unshare -n` is available."""
-    from dac.sigma_cli import validation_config
+    from dac.checks.sigma_cli import validation_config
     conf = tmp_path / "sigma_cli_conf.yml"
     conf.write_text(validation_config(repo_layout))
-    command = [sys.executable, "-m", "dac.sigma_cli", "check", "--fail-on-error", "--fail-on-issues",
+    command = [sys.executable, "-m", "dac.checks.sigma_cli", "check", "--fail-on-error", "--fail-on-issues",
                "--validation-config", str(conf), str(REPO / "sigma" / "rules")]
     if shutil.which("unshare") and subprocess.run(["unshare", "-n", "true"]).returncode == 0:
         command = ["unshare", "-n"] + command
@@ -311,12 +312,12 @@ def test_sigmahq_ci_command_passes_offline(repo_layout, tmp_path):
 
 
 def test_sigmahq_ci_command_fails_on_an_unlisted_issue(sandbox, tmp_path):
-    from dac.sigma_cli import validation_config
+    from dac.checks.sigma_cli import validation_config
     rule = sandbox.root / "sigma/rules/linux/tracee/lnx_tracee_proc_mem_access.yml"
     rule.write_text(rule.read_text().replace("status: experimental", "status: experimental\nmodified: 2026-11-21"))
     conf = tmp_path / "conf.yml"
     conf.write_text(validation_config(sandbox))
-    proc = subprocess.run([sys.executable, "-m", "dac.sigma_cli", "check", "--fail-on-error", "--fail-on-issues",
+    proc = subprocess.run([sys.executable, "-m", "dac.checks.sigma_cli", "check", "--fail-on-error", "--fail-on-issues",
                            "--validation-config", str(conf), str(sandbox.root / "sigma" / "rules")],
                           capture_output=True, text=True, timeout=300, cwd=sandbox.root)
     assert proc.returncode != 0
@@ -325,7 +326,7 @@ def test_sigmahq_ci_command_fails_on_an_unlisted_issue(sandbox, tmp_path):
 
 def test_schema_check_reports_what_the_json_schema_action_rejects(repo_layout):
     import json
-    from dac.sigmahq_tests import RULE_SCHEMA, _schema_findings
+    from dac.checks.sigmahq_tests import RULE_SCHEMA, _schema_findings
     schema = json.loads((repo_layout.root / RULE_SCHEMA).read_text())
     assert _schema_findings("r.yml", RULE, "x", schema) == []
     two = _schema_findings("r.yml", RULE + "---\n" + RULE, "x", schema)
@@ -335,7 +336,7 @@ def test_schema_check_reports_what_the_json_schema_action_rejects(repo_layout):
 
 
 def test_sigma_cli_runner_reports_a_bad_exceptions_file_without_a_traceback(sandbox, capsys):
-    from dac.sigma_cli import main
+    from dac.checks.sigma_cli import main
     (sandbox.root / "sigma/lint_exceptions.yml").write_text("exceptions: [{rule: nope, check: x, reason: y}]\n")
     assert main(["check", str(sandbox.rules)]) == 1
     err = capsys.readouterr().err

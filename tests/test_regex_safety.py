@@ -8,7 +8,7 @@ import time
 import pytest
 
 from conftest import run_dac, snapshot
-from dac.regex_safety import analyze, catastrophic
+from dac.core.regex_safety import analyze, catastrophic
 from test_bad_input import RULE, RULE_PATH, write_rule
 
 CATASTROPHIC = [r"(a+)+$", r"(a*)*", r"(a|a)*", r"(\w|\d)+", r"(a+)*b", r"(.*,)*x", r"(\w+\w)+", r"((ab)*)+",
@@ -30,7 +30,7 @@ def test_safe_patterns_pass(pattern):
 
 
 def test_the_repositorys_own_regexes_are_safe_and_portable(repo_layout):
-    from dac.rules import load_rules
+    from dac.rules.ruleset import load_rules
     assert load_rules(repo_layout).rules        # loading runs the analyzer on every |re value
 
 
@@ -79,7 +79,7 @@ def test_a_catastrophic_rule_regex_fails_every_command_with_file_and_line(sandbo
 
 
 def test_a_pcre_regex_in_spl_that_would_backtrack_is_not_run():
-    from dac.spl_parse import SplUnsupported, python_regex
+    from dac.engines.spl.parse import SplUnsupported, python_regex
     with pytest.raises(SplUnsupported, match="backtrack catastrophically"):
         python_regex(r"(a+)+$")
 
@@ -90,9 +90,9 @@ def test_replay_runs_each_regex_under_a_time_budget(repo_layout):
     import yaml as _yaml
     from sigma.rule import SigmaRule
 
-    from dac import regex_budget
-    from dac.engine_sigma import SigmaEngine
-    from dac.targets import load_targets
+    from dac.core import regex_budget
+    from dac.engines.sigma.engine import SigmaEngine
+    from dac.compile.targets import load_targets
     data = _yaml.safe_load(RULE.replace("CommandLine|contains: 'foo'", "CommandLine|re: '(a+)+$'"))
     rule = SigmaRule.from_dict(data)
     target = load_targets(repo_layout)[0]["sentinel"]

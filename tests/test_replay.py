@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from conftest import REPO, run_dac
-from dac.replay import Verdicts, compare, summary_table
-from dac.rules import load_rules
+from dac.replay.verdicts import Verdicts, compare, summary_table
+from dac.rules.ruleset import load_rules
 
 LABEL_FILES = sorted((REPO / "testdata").rglob("*.labels.yml"))
 FORMATS = {yaml.safe_load(p.read_text())["format"] for p in LABEL_FILES}
@@ -51,8 +51,8 @@ def test_dac_test_passes_on_the_repository_testdata(capsys):
     assert "not testable" not in out.out
     # every SPL search ran on both SPL engines: each Splunk query once per labelled file of its
     # format (canonical, shape twins, corpus), and the hunting search once
-    from dac.artifacts import compile_repository
-    from dac.repo import Layout
+    from dac.artifacts.build import compile_repository
+    from dac.core.repo import Layout
     _, queries, _ = compile_repository(Layout(REPO))
     formats = [yaml.safe_load(p.read_text())["format"] for p in LABEL_FILES]
     searches = sum(1 for q in queries if q.target.language == "spl" for f in formats if f == q.target.format) + 1
@@ -178,7 +178,7 @@ def test_a_rule_without_a_labelled_true_positive_fails(sandbox, capsys):
 def test_a_difference_between_the_duckdb_spl_engine_and_the_python_reference_fails(monkeypatch, capsys):
     """dac test runs the SPL on DuckDB and on the Python reference; rows that differ are a failure
     even when the verdicts happen to agree with the labels."""
-    from dac.spl_sql import SqlSession
+    from dac.engines.spl.sql import SqlSession
     real_run = SqlSession.run
 
     def drifting_run(self, text):

@@ -13,11 +13,11 @@ from collections import OrderedDict
 
 import pytest
 
-import dac.engine_kql as engine_kql
-import dac.kql_analyzer as kql_analyzer
-import dac.review as review_module
-import dac.rules as rules
-import dac.spl_checked as spl_checked
+import dac.compile.kql_analyzer as kql_analyzer
+import dac.engines.kql.engine as engine_kql
+import dac.engines.spl.checked as spl_checked
+import dac.review.report as review_module
+import dac.rules.ruleset as rules
 from conftest import run_dac
 
 LAZAGNE = "proc_creation_lnx_lazagne_memory.yml"

@@ -13,8 +13,8 @@ from types import SimpleNamespace
 
 import pytest
 
-import dac.backtest_window as backtest_window
-import dac.deploy_sentinel as deploy_sentinel
+import dac.backtest.window as backtest_window
+import dac.deploy.sentinel as deploy_sentinel
 from backtest_fakes import FakeLogAnalytics, FakeSplunkSearch
 from conftest import run_dac
 

@@ -10,24 +10,24 @@ import uuid
 import jsonschema
 import pytest
 
-from dac.sentinel_hunting import HUNTING_DIR
-from dac.tiers import is_alert
+from dac.artifacts.sentinel_hunting import HUNTING_DIR
+from dac.rules.tiers import is_alert
 import yaml
 from sigma.rule import SigmaLevel
 
 from conftest import REPO
-from dac.convert import compile_rules
-from dac.kql_analyzer import analyze, is_error, load_schemas, result_columns
-from dac.problems import DacError
-from dac.repo import Layout
-from dac.rules import load_rules
-from dac.sentinel_analytics import (
-    API_VERSION, ARM_DIR, ANALYTICS_DIR, NAMESPACE, RESOURCE_TYPE, alert_rule_id,
-    alert_rules, arm_template, build_sentinel_files, hunting_rule_id, iso_duration, load_analytics_config,
-    check_sentinel_files, load_schema, owned_marker, parse_owner, referenced_columns, schema_errors, template_yaml,
-)
-from dac.sentinel_versions import LOCK_FILE
-from dac.targets import load_targets
+from dac.compile.convert import compile_rules
+from dac.compile.kql_analyzer import analyze, is_error, load_schemas, result_columns
+from dac.core.problems import DacError
+from dac.core.repo import Layout
+from dac.rules.ruleset import load_rules
+from dac.artifacts.sentinel_analytics import API_VERSION, ARM_DIR, ANALYTICS_DIR, RESOURCE_TYPE, alert_rules
+from dac.artifacts.sentinel_ids import NAMESPACE, alert_rule_id, hunting_rule_id, owned_marker, parse_owner
+from dac.artifacts.sentinel_config import iso_duration, load_analytics_config
+from dac.artifacts.sentinel_files import arm_template, build_sentinel_files, template_yaml
+from dac.artifacts.sentinel_checks import check_sentinel_files, load_schema, referenced_columns, schema_errors
+from dac.artifacts.sentinel_versions import LOCK_FILE
+from dac.compile.targets import load_targets
 
 LAYOUT = Layout(REPO)
 ANALYZER = REPO / "tools" / "kusto-analyzer"
@@ -498,15 +498,15 @@ def test_check_sentinel_files_names_file_line_and_column(files):
     assert "schema: severity: 'Critical' is not one of" in problems[f"{ANALYTICS_DIR}/proc_creation_lnx_mimipenguin.yaml"].message
 
 
-# ---------------------------------------------------------------- `dac convert` writes them (dac.artifacts)
+# ---------------------------------------------------------------- `dac convert` writes them (dac.artifacts.build)
 
 def _artifacts_build_sentinel_files() -> bool:
-    from dac import artifacts
+    from dac.artifacts import build as artifacts
     return "build_sentinel_files" in vars(artifacts)
 
 
 @pytest.mark.skipif(not _artifacts_build_sentinel_files(),
-                    reason="dac.artifacts does not generate the Sentinel files yet (the artifacts.py edit is pending)")
+                    reason="dac.artifacts.build does not generate the Sentinel files yet (the artifacts.py edit is pending)")
 def test_convert_checks_writes_and_deletes_the_sentinel_files(sandbox, capsys):
     from conftest import run_dac, snapshot
     # the sandbox already holds sentinel/analytics.yml and the generated files

@@ -1,5 +1,5 @@
 """Every generated Sentinel analytic against the rules of Azure-Sentinel's template validation
-(dac.sentinel_conformance, written from its documented models) and its ARM template against the
+(dac.artifacts.sentinel_conformance, written from its documented models) and its ARM template against the
 template; the version lock bumps a template's version whenever its query changes."""
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import pytest
 import yaml
 
 from conftest import REPO
-from dac.coverage import load_techniques
-from dac.repo import Layout
-from dac.sentinel_conformance import arm_problems, template_problems
-from dac.sentinel_versions import LOCK_FILE, bump, load_lock, query_hash, settle
+from dac.rules.attack import load_techniques
+from dac.core.repo import Layout
+from dac.artifacts.sentinel_conformance import arm_problems, template_problems
+from dac.artifacts.sentinel_versions import LOCK_FILE, bump, load_lock, query_hash, settle
 
 LAYOUT = Layout(REPO)
 TEMPLATES = sorted((REPO / "sentinel" / "analytics").glob("*.yaml"))
@@ -111,7 +111,7 @@ def test_settle_bumps_on_a_changed_query_only():
 
 
 def test_a_changed_rule_ships_under_a_new_version(sandbox):
-    from dac.artifacts import build_artifacts, compile_repository, write_artifacts
+    from dac.artifacts.build import build_artifacts, compile_repository, write_artifacts
     rule = sandbox.root / "sigma/rules/linux/process_creation/proc_creation_lnx_lazagne_memory.yml"
     rule.write_text(rule.read_text().replace("'\\s(memory|all)(\\s|$)'", "'\\s(memory|all|browsers)(\\s|$)'"))
     before = load_lock(sandbox)

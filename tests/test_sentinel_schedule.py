@@ -4,11 +4,11 @@ the workspace late, and without the ingestion-time filter the 75-minute lookback
 
 Single-event analytics and the hunting union count a row in the run after its ingestion
 (`ingestion_time() > ago(queryFrequency)`); the correlation counts a sequence in the run whose
-slice of event time holds its last event (dac.sentinel_analytics.SEQUENCE_FILTER).
+slice of event time holds its last event (dac.artifacts.sentinel_windows.SEQUENCE_FILTER).
 
 Sentinel's scheduler is emulated as documented: a run at time t sees the rows already ingested
 (ingestion time <= t) whose time is in [t - queryPeriod, t], and runs the analytic's query with
-now() = t. The query runs on the repository's KQL engine (duckdb-kql, dac.engine_kql); it has no
+now() = t. The query runs on the repository's KQL engine (duckdb-kql, dac.engines.kql.engine); it has no
 ingestion_time(), so each row carries its ingestion time in a column the query reads instead.
 """
 from __future__ import annotations
@@ -21,14 +21,16 @@ import pytest
 import yaml
 
 from conftest import REPO
-from dac.convert import compile_rules
-from dac.engine_kql import KqlEngine, _cell
-from dac.kql_analyzer import load_schemas
-from dac.repo import Layout
-from dac.rules import load_rules
+from dac.compile.convert import compile_rules
+from dac.engines.kql.engine import KqlEngine, _cell
+from dac.compile.kql_analyzer import load_schemas
+from dac.core.repo import Layout
+from dac.rules.ruleset import load_rules
 from dac.logs import read_log
-from dac.sentinel_analytics import INGESTION_FILTER, alert_rules, duration_minutes, load_analytics_config
-from dac.targets import load_targets
+from dac.artifacts.sentinel_analytics import alert_rules
+from dac.artifacts.sentinel_windows import INGESTION_FILTER
+from dac.artifacts.sentinel_config import duration_minutes, load_analytics_config
+from dac.compile.targets import load_targets
 
 LAYOUT = Layout(REPO)
 INGESTED = "dac_IngestionTime"
@@ -138,7 +140,7 @@ def test_every_analytic_alerts_once_per_event_over_consecutive_runs(analytics, r
 
 
 def test_correlation_alerts_once_per_labelled_sequence(analytics, rows, labels):
-    from dac.sentinel_analytics import parse_owner
+    from dac.artifacts.sentinel_ids import parse_owner
     _, rules = analytics
     correlations = [r for r in rules if r.file_stem.startswith("correlation_")]
     assert len(correlations) >= 2

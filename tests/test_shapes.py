@@ -12,10 +12,11 @@ import pytest
 import yaml
 
 from conftest import REPO
-from dac.artifacts import compile_repository
+from dac.artifacts.build import compile_repository
 from dac.logs import read_log
-from dac.replay import Replayer, load_labels
-from dac.repo import Layout
+from dac.replay.labelled import Replayer
+from dac.replay.labels import load_labels
+from dac.core.repo import Layout
 
 SHAPES = REPO / "testdata" / "shapes"
 

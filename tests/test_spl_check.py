@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dac.spl_check import KNOWN_COMMANDS, SplProblem, check_spl
+from dac.engines.spl.check import KNOWN_COMMANDS, SplProblem, check_spl
 
 REPO = Path(__file__).resolve().parents[1]
 

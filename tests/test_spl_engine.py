@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from dac.logs import read_log
-from dac.spl_engine import SplUnsupported, run_spl as run_python
-from dac.spl_sql import run_spl_sql
+from dac.engines.spl.engine import SplUnsupported, run_spl as run_python
+from dac.engines.spl.sql import run_spl_sql
 
 ENGINES = {"python": run_python, "duckdb": run_spl_sql}
 run_spl = None      # set per test by the engine fixture: every test runs on both SPL engines

@@ -12,9 +12,9 @@ import pytest
 
 from conftest import REPO
 from dac.logs.auditd import splunk_events_of_file as auditd_splunk_events
-from dac.spl_engine import run_spl
-from dac.spl_parse import SplUnsupported
-from dac.spl_sql import SplIndex, SqlSession, run_spl_sql
+from dac.engines.spl.engine import run_spl
+from dac.engines.spl.parse import SplUnsupported
+from dac.engines.spl.sql import SplIndex, SqlSession, run_spl_sql
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 from bench_replay import audit_lines  # noqa: E402
@@ -32,7 +32,7 @@ def audit_events(tmp_path_factory) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def sessions(audit_events):
-    from dac.spl_engine import SplSession
+    from dac.engines.spl.engine import SplSession
     return SplSession(audit_events, NOW), SqlSession(SplIndex(audit_events), NOW)
 
 
@@ -87,9 +87,9 @@ def test_an_empty_index_answers_with_no_rows():
 def test_sql_that_duckdb_rejects_is_a_clear_failure_not_a_traceback(monkeypatch):
     """A defect in the compiler must surface as a failure naming DuckDB's error (dac test then
     reports the query as not testable, which fails the run)."""
-    import dac.spl_sql as spl_sql
+    import dac.engines.spl.sql_expr as spl_sql_expr
     session = SqlSession(SplIndex([{"_time": 1, "index": "i", "x": "a"}]), NOW)
-    monkeypatch.setattr(spl_sql, "_lit", lambda text: "'" + text)        # unbalanced quotes
+    monkeypatch.setattr(spl_sql_expr, "_lit", lambda text: "'" + text)        # unbalanced quotes
     with pytest.raises(SplUnsupported, match="DuckDB could not run the SQL compiled from this search: ParserException"):
         session.run('index=i x="a"')
 

@@ -18,20 +18,20 @@ from pathlib import Path
 
 import pytest
 
-from dac.tiers import is_alert
+from dac.rules.tiers import is_alert
 import yaml
 
 from conftest import REPO
-from dac.convert import compile_rules
-from dac.problems import DacError
-from dac.repo import Layout
-from dac.rules import load_rules
-from dac.splunk_app import (CONFIG_FILE, SEVERITY, AppConfig, SavedSearch, build_app_files, generated_app_dirs,
-                            load_app_config, owned_marker, package_app, package_splunk, parse_app_config,
-                            parse_conf, parse_owner, render_conf, render_savedsearches, saved_searches,
-                            stale_app_files, stanza_name)
-from dac.compose import hunting_specs
-from dac.targets import load_targets
+from dac.compile.convert import compile_rules
+from dac.core.problems import DacError
+from dac.core.repo import Layout
+from dac.rules.ruleset import load_rules
+from dac.artifacts.splunk_app import build_app_files, generated_app_dirs, package_app, package_splunk, stale_app_files
+from dac.artifacts.splunk_searches import SavedSearch, owned_marker, parse_owner, render_savedsearches, saved_searches, stanza_name
+from dac.artifacts.splunk_conf import parse_conf, render_conf
+from dac.artifacts.splunk_config import CONFIG_FILE, SEVERITY, AppConfig, load_app_config, parse_app_config
+from dac.compile.compose import hunting_specs
+from dac.compile.targets import load_targets
 
 CORRELATION_ID = "7f62ffeb-b4af-469a-9871-1df4005ee729"      # ProcMapsThenMemRead
 ES_KEYS = ("action.correlationsearch.enabled", "action.correlationsearch.label", "action.notable",
@@ -93,11 +93,11 @@ def test_checked_in_app_is_what_the_rules_generate(compiled, app_config):
 def test_app_files_are_byte_identical_across_processes():
     script = textwrap.dedent("""
         import hashlib, json, pathlib
-        from dac.repo import Layout
-        from dac.rules import load_rules
-        from dac.targets import load_targets
-        from dac.convert import compile_rules
-        from dac.splunk_app import build_app_files
+        from dac.core.repo import Layout
+        from dac.rules.ruleset import load_rules
+        from dac.compile.targets import load_targets
+        from dac.compile.convert import compile_rules
+        from dac.artifacts.splunk_app import build_app_files
         layout = Layout(pathlib.Path(%r))
         targets, config = load_targets(layout)
         files = build_app_files(compile_rules(load_rules(layout), targets), config, layout)

@@ -1,5 +1,5 @@
 """The generated savedsearches.conf against savedsearches.conf.spec of the targeted Splunk version
-(dac.splunk_conformance): keys, values, cron, dispatch windows; with and without Enterprise
+(dac.artifacts.splunk_conformance): keys, values, cron, dispatch windows; with and without Enterprise
 Security's keys."""
 from __future__ import annotations
 
@@ -9,13 +9,15 @@ import pytest
 import yaml
 
 from conftest import REPO
-from dac.compose import hunting_specs
-from dac.convert import compile_rules
-from dac.repo import Layout
-from dac.rules import load_rules
-from dac.splunk_app import CONFIG_FILE, parse_app_config, parse_conf, render_savedsearches, saved_searches
-from dac.splunk_conformance import SPLUNK_VERSION, conf_problems, cron_error, cron_interval_seconds, relative_seconds, stanza_problems
-from dac.targets import load_targets
+from dac.compile.compose import hunting_specs
+from dac.compile.convert import compile_rules
+from dac.core.repo import Layout
+from dac.rules.ruleset import load_rules
+from dac.artifacts.splunk_searches import render_savedsearches, saved_searches
+from dac.artifacts.splunk_conf import parse_conf
+from dac.artifacts.splunk_config import CONFIG_FILE, parse_app_config
+from dac.artifacts.splunk_conformance import SPLUNK_VERSION, conf_problems, cron_error, cron_interval_seconds, relative_seconds, stanza_problems
+from dac.compile.targets import load_targets
 
 CONF = REPO / "splunk" / "dac_detections" / "default" / "savedsearches.conf"
 

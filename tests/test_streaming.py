@@ -12,7 +12,7 @@ import pytest
 from conftest import REPO, run_dac
 from dac.logs import auditd, mde, open_log, read_log, sysmon, tracee
 from dac.logs.model import LogProblem
-from dac.row_store import RowStore
+from dac.replay.row_store import RowStore
 
 DATA = REPO / "testdata"
 
@@ -160,11 +160,12 @@ CANONICAL = [("auditd/audit.log", "lab-ubu-01"), ("sysmon/sysmon_linux.xml", Non
 
 @pytest.mark.parametrize("path, host", CANONICAL)
 def test_a_streamed_replay_gives_the_verdicts_of_a_replay_of_the_file_read_whole(repo_layout, path, host):
-    from dac.convert import compile_rules
-    from dac.replay import LabelFile, Replayer
-    from dac.rules import load_rules
-    from dac.stream_replay import load
-    from dac.targets import load_targets
+    from dac.compile.convert import compile_rules
+    from dac.replay.labelled import Replayer
+    from dac.replay.labels import LabelFile
+    from dac.rules.ruleset import load_rules
+    from dac.replay.stream import load
+    from dac.compile.targets import load_targets
     targets, _ = load_targets(repo_layout)
     ruleset = load_rules(repo_layout)
     queries = compile_rules(ruleset, targets)
@@ -175,7 +176,8 @@ def test_a_streamed_replay_gives_the_verdicts_of_a_replay_of_the_file_read_whole
     expected = [(v.rule, v.engines, {k: sorted(n for r in rows for n in r["dac_lines"]) for k, rows in v.evidence.items()})
                 for v in before.run_log(label, whole, selected)]
     after = Replayer(repo_layout, selected, ruleset)
-    stored = load(open_log(DATA / path, path, "auto", host, schemas=after.schemas), after.now, lambda: after.kql, 100_000)
+    stored = load(open_log(DATA / path, path, "auto", host, schemas=after.schemas), after.now, lambda: after.kql, 100_000,
+                  scopes=after.scopes)
     try:
         got = [(v.rule, v.engines, {k: sorted(n for r in rows for n in r["dac_lines"]) for k, rows in v.evidence.items()})
                for v in after.run_log(label, stored, selected)]

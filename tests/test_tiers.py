@@ -13,9 +13,9 @@ import pytest
 import yaml
 
 from conftest import REPO
-from dac.repo import Layout
-from dac.rules import load_rules
-from dac.tiers import is_alert
+from dac.core.repo import Layout
+from dac.rules.ruleset import load_rules
+from dac.rules.tiers import is_alert
 
 RULES = REPO / "sigma" / "rules" / "linux"
 CORPUS = REPO / "testdata" / "corpus"

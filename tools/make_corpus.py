@@ -373,10 +373,11 @@ def write(renderer: Renderer, fires: dict[str, dict[str, list[str]]] | None) -> 
 def record() -> dict[str, dict[str, list[str]]]:
     """What every rule fires on each rendered event, by the target's own query (all engines must agree)."""
     sys.path.insert(0, str(ROOT / "tools"))
-    from dac.artifacts import compile_repository
+    from dac.artifacts.build import compile_repository
     from dac.logs import read_log
-    from dac.replay import Replayer, load_labels
-    from dac.repo import Layout
+    from dac.replay.labelled import Replayer
+    from dac.replay.labels import load_labels
+    from dac.core.repo import Layout
     layout = Layout(ROOT)
     ruleset, queries, _ = compile_repository(layout)
     replayer = Replayer(layout, queries, ruleset)

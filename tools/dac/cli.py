@@ -22,10 +22,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from . import regex_budget
-from .artifacts import build_artifacts, compile_repository, existing_artifacts, stale_report, write_artifacts
-from .problems import DacError
-from .repo import Layout, find_root
+from dac.core import regex_budget
+from dac.artifacts.build import build_artifacts, compile_repository, existing_artifacts, stale_report, write_artifacts
+from dac.core.problems import DacError
+from dac.core.repo import Layout, find_root
 
 
 def _compile(layout: Layout):
@@ -65,7 +65,7 @@ def _print_validation(report) -> None:
 
 
 def cmd_validate(layout: Layout, args) -> int:
-    from .validate import validate_artifacts
+    from dac.checks.validate import validate_artifacts
     report = validate_artifacts(existing_artifacts(layout), layout)
     _print_validation(report)
     print(f"validated: {report.kql_checked} KQL, {report.spl_checked} SPL; {len(report.errors)} errors, {len(report.notes)} hints")
@@ -73,7 +73,7 @@ def cmd_validate(layout: Layout, args) -> int:
 
 
 def cmd_build(layout: Layout, args) -> int:
-    from .validate import validate_artifacts
+    from dac.checks.validate import validate_artifacts
     started = time.perf_counter()
     ruleset, queries, files = _compile(layout)
     report = validate_artifacts(files, layout)       # validate before writing: nothing half-done
@@ -95,7 +95,8 @@ def cmd_build(layout: Layout, args) -> int:
 
 def cmd_test(layout: Layout, args) -> int:
     import json
-    from .replay import run_labelled, summary_table
+    from dac.replay.labelled import run_labelled
+    from dac.replay.verdicts import summary_table
     ruleset, queries, config = compile_repository(layout)
     if args.events:
         return _test_events(layout, ruleset, queries, args)
@@ -117,7 +118,7 @@ def cmd_test(layout: Layout, args) -> int:
         for failure in report.failures:
             print(f"FAIL {failure}", file=sys.stderr)
         if report.metrics:
-            from .metrics import render
+            from dac.replay.metrics import render
             print()
             print("\n".join(render(report.metrics)))
         for failure in baseline_failures:
@@ -139,10 +140,10 @@ def _metrics_baseline(layout: Layout, report, args) -> list[str]:
     import json
     if report.metrics is None or not (args.check or args.update_baseline):
         return []
-    from .metrics import dumps, regressions
+    from dac.replay.metrics import dumps, regressions
     path = layout.root / METRICS_BASELINE
     if args.update_baseline:
-        from .atomic import write_text_atomic
+        from dac.core.atomic import write_text_atomic
         write_text_atomic(path, dumps(report.metrics))
         print(f"metrics baseline written to {METRICS_BASELINE}", file=sys.stderr)
         return []
@@ -158,7 +159,7 @@ def _metrics_baseline(layout: Layout, report, args) -> list[str]:
 def _test_events(layout: Layout, ruleset, queries, args) -> int:
     """Offline hunting: every rule over unlabelled logs (files, directories, `-`), hits per rule."""
     import json
-    from .hunt import hunt, render_table, skipped_lines
+    from dac.replay.hunt import hunt, render_table, skipped_lines
     selected = [q for q in queries if (not args.rule or q.rule.name in args.rule or str(q.rule.rule.id) in args.rule)
                 and (not args.target or q.target.name in args.target)]
     report = hunt(layout, ruleset, selected, args.events, args.format or "auto", args.host, args.table)
@@ -181,19 +182,19 @@ def _test_events(layout: Layout, ruleset, queries, args) -> int:
 
 
 def cmd_coverage(layout: Layout, args) -> int:
-    from .coverage import coverage_command
+    from dac.replay.coverage_command import coverage_command
     ruleset, queries, config = compile_repository(layout)
     return coverage_command(layout, ruleset, queries, config, replay=not args.no_replay,
                             check=args.check, out=print, err=lambda line: print(line, file=sys.stderr))
 
 
 def cmd_lint(layout: Layout, args) -> int:
-    from .lint import lint_command
+    from dac.checks.lint import lint_command
     return lint_command(layout, strict=args.strict, kql=not args.no_kql)
 
 
 def cmd_package(layout: Layout, args) -> int:
-    from .splunk_app import package_splunk
+    from dac.artifacts.splunk_app import package_splunk
     _, queries, config = compile_repository(layout)
     out = Path(args.out) if args.out else layout.root / "dist"
     path = package_splunk(layout, queries, config, out)
@@ -204,9 +205,9 @@ def cmd_package(layout: Layout, args) -> int:
 def cmd_deploy(layout: Layout, args) -> int:
     import logging
     import os
-    from .deploy import DeployError, deploy_sentinel, deploy_splunk
-    from .redaction import Redactor
-    from .transport import TransportOptions
+    from dac.deploy.command import DeployError, deploy_sentinel, deploy_splunk
+    from dac.core.redaction import Redactor
+    from dac.deploy.transport import TransportOptions
     # every secret this run may touch is masked from the start, also a malformed one about to be refused
     redact = Redactor(*(os.environ.get(v) for v in ("SPLUNK_TOKEN", "AZURE_CLIENT_SECRET", "AZURE_PASSWORD")))
     transport = TransportOptions.from_cli(args.insecure, args.allow_insecure_transport)
@@ -238,12 +239,12 @@ def cmd_deploy(layout: Layout, args) -> int:
 def cmd_backtest(layout: Layout, args) -> int:
     import logging
     import os
-    from .backtest_command import Options, backtest_command
-    from .backtest_http import BacktestError
-    from .backtest_window import WindowError
-    from .deploy import DeployError
-    from .redaction import Redactor
-    from .transport import TransportOptions
+    from dac.backtest.command import Options, backtest_command
+    from dac.backtest.http import BacktestError
+    from dac.backtest.window import WindowError
+    from dac.deploy.command import DeployError
+    from dac.core.redaction import Redactor
+    from dac.deploy.transport import TransportOptions
     redact = Redactor(*(os.environ.get(v) for v in ("SPLUNK_TOKEN", "AZURE_CLIENT_SECRET", "AZURE_PASSWORD")))
     options = Options(args.siem, args.since, args.slice, args.rule, "json" if args.json else
                       "markdown" if args.markdown else "text", args.time_budget, args.cost_budget, args.config,
@@ -268,10 +269,11 @@ def cmd_backtest(layout: Layout, args) -> int:
 
 
 def cmd_review(layout: Layout, args) -> int:
-    from .review import ReviewError, render_json, render_markdown, review
+    from dac.review.report import render_json, render_markdown, review
+    from dac.review.sides import ReviewError
     try:
-        from .backtest_window import WindowError, parse_duration
-        from .review_backtest import ReviewBacktest
+        from dac.backtest.window import WindowError, parse_duration
+        from dac.review.backtest import ReviewBacktest
         try:
             parse_duration(args.backtest_since, "--backtest-since")
         except WindowError as e:
@@ -283,7 +285,7 @@ def cmd_review(layout: Layout, args) -> int:
         return 2
     text = render_json(result) if args.json else render_markdown(result)
     if args.out:
-        from .atomic import write_text_atomic
+        from dac.core.atomic import write_text_atomic
         write_text_atomic(Path(args.out), text)
         print(f"review written to {args.out}: {result['verdict']}")
     else:
@@ -372,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
         handler = {"check": cmd_check, "convert": cmd_convert, "validate": cmd_validate, "build": cmd_build,
                    "test": cmd_test, "coverage": cmd_coverage, "lint": cmd_lint, "package": cmd_package, "deploy": cmd_deploy,
                    "backtest": cmd_backtest, "review": cmd_review}[args.verb]
-        # replay runs rule regexes with Python's re: each under a time budget (dac.regex_budget)
+        # replay runs rule regexes with Python's re: each under a time budget (dac.core.regex_budget)
         with regex_budget.armed() if args.verb in ("test", "coverage", "review") else contextlib.nullcontext():
             return handler(layout, args)
     except regex_budget.RegexBudgetExceeded as e:

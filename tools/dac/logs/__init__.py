@@ -1,4 +1,7 @@
-"""Log readers: one module per sensor format, behind this registry.
+"""Stage 4, logs: the log readers, one module per sensor format, behind this registry.
+
+May import dac.core only; never rules, queries, engines or later stages (the engines read the
+rows these readers yield, not the other way round).
 
 A format module has NAME, `sniff(first lines) -> bool`, `stream(lines, shown, …, problems, shapes)`
 yielding (row, Splunk event) pairs as it reads, and `read(lines, shown, …) -> SampleLog`.

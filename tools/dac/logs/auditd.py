@@ -38,7 +38,6 @@ _QUOTES = "\"'"
 _ANY_HEX = re.compile(r"[0-9A-Fa-f]+")
 # open flags in hex: a last digit of 1, 5, 9 or d is O_WRONLY (+ O_APPEND etc.): not a read
 _WRITE_FLAG_DIGITS = {"1", "5", "9", "d", "D"}
-EXECVE_SYSCALLS = {"59", "execve", "322", "execveat"}
 OPEN_SYSCALLS = {"2": "a1", "open": "a1", "257": "a2", "openat": "a2", "437": None, "openat2": None}
 
 
@@ -142,19 +141,13 @@ def splunk_events(lines: Iterable[tuple[int, str]], shown: str, host: str) -> It
         yield splunk_event(record)
 
 
-def categories(row: dict) -> set[str]:
-    """The Sigma log sources an assembled event belongs to (the Splunk pipeline's source_filter
-    says the same: execve for process_creation, opens that read for file_access)."""
-    found = {"auditd"}
-    syscall = row.get("syscall")
-    if syscall in EXECVE_SYSCALLS:
-        found.add("process_creation")
-    if syscall in OPEN_SYSCALLS:
-        flags_arg = OPEN_SYSCALLS[syscall]
-        flags = row.get(flags_arg) if flags_arg else None
-        if flags is None or flags[-1:] not in _WRITE_FLAG_DIGITS:
-            found.add("file_access")
-    return found
+def opens_for_read(row: dict) -> bool:
+    """An assembled open(2)/openat(2)/openat2(2) event that reads: the access mode in its flags
+    argument (a1 for open, a2 for openat; openat2 passes a struct) is not O_WRONLY. Which events
+    are opens is declared in sigma/datasources/event_scopes.yml."""
+    flags_arg = OPEN_SYSCALLS.get(row.get("syscall"))
+    flags = row.get(flags_arg) if flags_arg else None
+    return flags is None or flags[-1:] not in _WRITE_FLAG_DIGITS
 
 
 # Open events are bounded: auditd writes an event's records together (EOE ends a multi-record
@@ -230,7 +223,6 @@ class Assembler:
             self.flushed.popitem(last=False)
         names = row.pop("names", [])
         row["name"] = names[0] if len(names) == 1 else (sorted(set(names)) or None)
-        row["dac_categories"] = categories(row)
         return row
 
 

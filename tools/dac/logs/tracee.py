@@ -65,16 +65,10 @@ def target_path(arguments: dict) -> str | None:
     return arguments.get("pathname")
 
 
-def categories(event_name: str | None, arguments: dict) -> set[str]:
-    """The Sigma log sources an event belongs to (the Splunk pipeline's sources say the same):
-    every event is `tracee`; a security_file_open that reads is also `file_access`; a
-    sched_process_exec (a program started, with its argv) is `process_creation`."""
-    found = {"tracee"}
-    if event_name == "security_file_open" and is_read(arguments.get("flags")):
-        found.add("file_access")
-    if event_name == "sched_process_exec":
-        found.add("process_creation")
-    return found
+def opens_for_read(row: dict) -> bool:
+    """The event's open flags read (is_read); which events are opens is declared in
+    sigma/datasources/event_scopes.yml."""
+    return is_read(row.get("flags"))
 
 
 def splunk_args(args: list[dict]) -> dict:
@@ -126,7 +120,6 @@ def stream(lines: Iterable[tuple[int, str]], shown: str, host: str | None, probl
         row = {**scalars, **arguments, "host": event_host, "dac_key": str(number), "dac_lines": [number], "_time": when}
         row["target_path"] = target_path(arguments)
         row["command_line"] = command_line(arguments, args)
-        row["dac_categories"] = categories(event.get("eventName"), arguments)
         yield row, {**flat, **splunk_args(args), "_raw": line, "_time": when,
                     "host": event_host, "index": "linux", "sourcetype": "tracee", "dac_key": str(number)}
 

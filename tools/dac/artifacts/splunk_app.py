@@ -1,0 +1,263 @@
+"""The Splunk app generated from the rules: splunk/<app id>/ (app.conf, the app manifest, metadata,
+README and savedsearches.conf), the check that the checked-in app is current, and its installable,
+byte-reproducible tarball.
+
+Its parts: the settings (dac.artifacts.splunk_config, splunk/app.yml), the saved searches and their
+ownership marker (dac.artifacts.splunk_searches), the .conf syntax (dac.artifacts.splunk_conf)."""
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import tarfile
+from pathlib import Path
+
+from dac.compile.compose import hunting_specs
+from dac.compile.convert import Query
+from dac.core.atomic import write_bytes_atomic
+from dac.core.problems import DacError, Problem
+from dac.core.repo import Layout
+from .splunk_conf import GENERATED_NOTE, parse_conf, render_conf
+from .splunk_config import AppConfig, AppInfo, CONFIG_FILE, app_dir, load_app_config
+from .splunk_searches import SavedSearch, parse_owner, render_savedsearches, saved_searches
+
+
+# --------------------------------------------------------------------------- ownership and names
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+# --------------------------------------------------------------------------- saved searches
+
+
+# --------------------------------------------------------------------------- .conf files
+
+
+def _app_conf(info: AppInfo) -> str:
+    return render_conf([
+        ("install", {"is_configured": "0", "state": "enabled"}),
+        ("ui", {"is_visible": "0", "label": info.label}),
+        ("launcher", {"author": info.author, "description": info.description, "version": info.version}),
+        ("package", {"id": info.id, "check_for_updates": "0"}),
+        ("id", {"name": info.id, "version": info.version}),
+    ])
+
+
+def _default_meta() -> str:
+    return render_conf([
+        ("", {"access": "read : [ * ], write : [ admin, sc_admin ]", "export": "none"}),
+        # exported so every app (Enterprise Security's Content Management, Search) sees the alerts
+        ("savedsearches", {"owner": "nobody", "export": "system"}),
+    ])
+
+
+def _manifest(info: AppInfo) -> str:
+    """app.manifest as `slim generate-manifest` writes it (schema 2.0.0), without its comments.
+
+    AppInspect checks that its info.id.name matches app.conf's [package] id."""
+    document = {
+        "schemaVersion": "2.0.0",
+        "info": {
+            "title": info.label,
+            "id": {"group": None, "name": info.id, "version": info.version},
+            "author": [{"name": info.author, "email": None, "company": None}],
+            "releaseDate": None,
+            "description": info.description,
+            "classification": {"intendedAudience": None, "categories": [], "developmentStatus": None},
+            "commonInformationModels": None,
+            "license": {"name": None, "text": None, "uri": None},
+            "privacyPolicy": {"name": None, "text": None, "uri": None},
+            "releaseNotes": {"name": None, "text": "./README.md", "uri": None},
+        },
+        "dependencies": None,
+        "tasks": None,
+        "inputGroups": None,
+        "incompatibleApps": None,
+        "platformRequirements": None,
+        "supportedDeployments": ["_standalone", "_distributed"],
+        "targetWorkloads": None,
+    }
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+def _data_sources(queries: list[Query]) -> list[str]:
+    """One line per Splunk target: its index and the pipeline that says what data it reads."""
+    lines = []
+    for target in sorted({q.target.name: q.target for q in queries if q.target.siem == "splunk"}.values(),
+                         key=lambda t: t.name):
+        index = (target.pipeline_dict.get("vars") or {}).get("index")
+        name = target.pipeline_dict.get("name") or target.pipeline_file
+        lines.append(f"- `{target.name}`: {name}" + (f", `index={index}`" if index else "")
+                     + f" (`{target.pipeline_file}`)")
+    return lines
+
+
+def _readme(config: AppConfig, searches: list[SavedSearch], queries: list[Query]) -> str:
+    info = config.app
+    rows = []
+    for s in searches:
+        owner = parse_owner(s.attributes["description"])
+        title = s.attributes["description"].split("\n", 1)[0]
+        schedule = f"`{s.attributes['cron_schedule']}`" if "cron_schedule" in s.attributes else "hunting: run by hand"
+        rows.append(f"| `{s.name}` | {title} | `{owner[1] if owner else ''}` | "
+                    f"{schedule} | {s.attributes.get('alert.severity', '-')} |")
+    es = "enabled" if config.es["enabled"] else "disabled"
+    return "\n".join([
+        f"# {info.label}",
+        "",
+        f"{info.description}",
+        "",
+        f"App id `{info.id}`, version {info.version}, by {info.author}.",
+        "",
+        "**Generated file: do not edit.** Everything in this app is generated by `dac convert` from the",
+        "Sigma rules (`sigma/rules/`), the targets (`sigma/targets.yml`) and `splunk/app.yml` in the",
+        "detection-as-code repository; `dac package splunk` builds the installable tarball. Change the",
+        "rules or the config there, not these files: local edits are overwritten on the next release.",
+        "",
+        "## Contents",
+        "",
+        "`default/savedsearches.conf` holds one scheduled alert per alert-tier Sigma rule and Splunk data source,",
+        "and one unscheduled saved search (no alert action) per hunting-tier rule, for an analyst to run.",
+        "A stanza is named from the rule id and the target, `dac-<rule id>-<target>`, so a renamed rule",
+        "keeps its saved search; composed hunting searches are `dac-hunting-<name>`. The last line of",
+        "every description names the rule it was generated from.",
+        "",
+        "Each alert runs on its `cron_schedule` over a window that overlaps the previous run, fires for",
+        "every result (`alert.digest_mode = 0`) and suppresses repeats with the same",
+        "`alert.suppress.fields` for `alert.suppress.period`. `alert.severity` follows the Sigma level",
+        "(informational 2, low 3, medium 4, high 5, critical 6).",
+        f"Enterprise Security correlation search, notable and risk actions: {es}.",
+        "",
+        "| stanza | title | target | schedule | severity |",
+        "|---|---|---|---|---|",
+        *rows,
+        "",
+        "## Data the searches need",
+        "",
+        "One target per data source (`sigma/targets.yml` in the repository; the index is a target variable):",
+        "",
+        *_data_sources(queries),
+        "",
+        "The repository's README lists what each source needs (audit rules, add-ons, `KV_MODE = json`).",
+        "",
+    ])
+
+
+def build_app_files(queries: list[Query], config: dict, layout: Layout,
+                    app_config: AppConfig | None = None) -> dict[str, str]:
+    """Repository-relative path -> content of every file of splunk/<app id>/ ({} without splunk/app.yml).
+
+    `config` is sigma/targets.yml's content (for its `hunting:` entries), as for build_artifacts."""
+    app_config = app_config or load_app_config(layout)
+    if app_config is None:
+        return {}
+    specs = hunting_specs(config or {}, layout.rel(layout.targets_file))
+    searches = saved_searches(queries, app_config, specs)
+    base = f"splunk/{app_config.app.id}"
+    files = {
+        f"{base}/README.md": _readme(app_config, searches, queries),
+        f"{base}/app.manifest": _manifest(app_config.app),
+        f"{base}/default/app.conf": _app_conf(app_config.app),
+        f"{base}/default/savedsearches.conf": render_savedsearches(searches),
+        f"{base}/metadata/default.meta": _default_meta(),
+    }
+    return dict(sorted(files.items()))
+
+
+def generated_app_dirs(layout: Layout, config: AppConfig | None = None) -> list[Path]:
+    """The folders under splunk/ that dac generates, for `dac convert` to rewrite and prune and
+    `dac convert --check` to compare: the configured app's, plus any other app folder whose
+    default/app.conf starts with dac's generated note (left behind when `app.id` changed)."""
+    config = config or load_app_config(layout)
+    found = {layout.root / "splunk" / config.app.id} if config else set()
+    splunk = layout.root / "splunk"
+    if splunk.is_dir():
+        for conf in splunk.glob("*/default/app.conf"):
+            try:
+                first = conf.read_text(encoding="utf-8").split("\n", 1)[0]
+            except (OSError, UnicodeDecodeError):
+                continue
+            if first == f"# {GENERATED_NOTE}":
+                found.add(conf.parent.parent)
+    return sorted(found)
+
+
+def stale_app_files(desired: dict[str, str], layout: Layout, config: AppConfig) -> list[str]:
+    """Paths under splunk/<app id>/ whose checked-in content differs from `desired` (missing,
+    changed, or no longer generated)."""
+    folder = layout.root / "splunk" / config.app.id
+    prefix = f"splunk/{config.app.id}/"
+    on_disk = {layout.rel(p): p for p in sorted(folder.rglob("*")) if p.is_file()} if folder.is_dir() else {}
+    wanted = {path: text for path, text in desired.items() if path.startswith(prefix)}
+    stale = []
+    for path in sorted(set(wanted) | set(on_disk)):
+        if path not in on_disk or path not in wanted or on_disk[path].read_text(encoding="utf-8") != wanted[path]:
+            stale.append(path)
+    return stale
+
+
+def package_splunk(layout: Layout, queries: list[Query], config: dict, out_dir: Path) -> Path:
+    """`dac package splunk`: check that the checked-in splunk/<app id>/ is what the rules generate
+    (else DacError: run `dac convert`), then build its tarball in out_dir."""
+    app_config = load_app_config(layout)
+    if app_config is None:
+        raise DacError([Problem(CONFIG_FILE, None, "no Splunk app config: nothing to package")])
+    stale = stale_app_files(build_app_files(queries, config, layout, app_config), layout, app_config)
+    if stale:
+        raise DacError([Problem(path, None, "differs from what the rules generate: run `dac convert` and commit")
+                        for path in stale])
+    return package_app(layout.root / "splunk" / app_config.app.id, out_dir)
+
+
+# --------------------------------------------------------------------------- packaging
+
+PACKAGE_MTIME = 315532800          # 1980-01-01T00:00:00Z: fixed, so two builds are byte-identical
+
+
+def _package_mtime() -> int:
+    value = os.environ.get("SOURCE_DATE_EPOCH")
+    return int(value) if value and value.isdigit() else PACKAGE_MTIME
+
+
+def package_app(app_dir: Path, out_dir: Path) -> Path:
+    """Build `<out_dir>/<app id>-<version>.tgz` from an app folder, deterministically.
+
+    Entries sorted, top folder = app id, mtime fixed (SOURCE_DATE_EPOCH or 1980-01-01), owner
+    root 0/0, directories 0755, files 0644 (0755 when executable), gzip header without name or
+    time. Written to a temporary file and renamed, so a reader never sees half a package."""
+    app_dir = Path(app_dir)
+    app_conf = app_dir / "default" / "app.conf"
+    if not app_conf.is_file():
+        raise FileNotFoundError(f"{app_conf}: not a Splunk app (no default/app.conf)")
+    conf = parse_conf(app_conf.read_text(encoding="utf-8"))
+    app_id = conf.get("package", {}).get("id") or app_dir.name
+    version = conf.get("launcher", {}).get("version") or conf.get("id", {}).get("version")
+    if app_id != app_dir.name:
+        raise ValueError(f"{app_conf}: [package] id {app_id!r} differs from the folder name {app_dir.name!r}")
+    if not version:
+        raise ValueError(f"{app_conf}: no [launcher] version")
+    mtime = _package_mtime()
+    paths = sorted(p for p in app_dir.rglob("*") if not any(part.startswith(".") for part in p.relative_to(app_dir).parts))
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for path in [app_dir] + paths:
+            rel = app_dir.name if path == app_dir else f"{app_dir.name}/{path.relative_to(app_dir).as_posix()}"
+            info = tarfile.TarInfo(rel)
+            info.mtime, info.uid, info.gid, info.uname, info.gname = mtime, 0, 0, "root", "root"
+            if path.is_dir():
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tar.addfile(info)
+            elif path.is_file():
+                data = path.read_bytes()
+                info.size, info.mode = len(data), 0o755 if path.stat().st_mode & 0o100 else 0o644
+                tar.addfile(info, io.BytesIO(data))
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / f"{app_id}-{version}.tgz"
+    compressed = io.BytesIO()
+    with gzip.GzipFile(filename="", mode="wb", fileobj=compressed, mtime=mtime, compresslevel=9) as gz:
+        gz.write(buffer.getvalue())
+    write_bytes_atomic(target, compressed.getvalue(), mode=0o644)
+    return target
