@@ -8,29 +8,13 @@ import re
 
 import yaml
 
+from dac.core.fast_yaml import compose_yaml, load_yaml
 from dac.core.problems import DacError, Problem
 from dac.core.repo import Layout
 from .sentinel_versions import load_lock
 
 
-_FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-
-def _yaml_load(text: str):
-    """yaml.safe_load, parsed by libyaml where PyYAML has it; a document libyaml refuses goes to the
-    pure-Python parser, so an error has the same message and line as before."""
-    try:
-        return yaml.load(text, Loader=_FAST_LOADER)
-    except yaml.YAMLError:
-        return yaml.safe_load(text)
-
-
-def _yaml_compose(text: str):
-    """yaml.compose (the nodes, for line numbers), by libyaml where PyYAML has it, as _yaml_load."""
-    try:
-        return yaml.compose(text, Loader=_FAST_LOADER)
-    except yaml.YAMLError:
-        return yaml.compose(text)
 
 
 CONFIG_FILE = "sentinel/analytics.yml"
@@ -69,8 +53,8 @@ def load_analytics_config(layout: Layout) -> dict | None:
         return None
     try:
         text = path.read_text(encoding="utf-8")
-        config = _yaml_load(text)
-        lines = _key_lines(_yaml_compose(text))
+        config = load_yaml(text)
+        lines = _key_lines(compose_yaml(text))
     except OSError as e:
         raise DacError([Problem(CONFIG_FILE, None, f"cannot read: {e}")])
     except yaml.YAMLError as e:

@@ -14,19 +14,10 @@ import re
 
 import yaml
 
+from dac.core.fast_yaml import load_yaml
 from dac.core.problems import DacError, Problem
 from dac.core.repo import Layout
 
-_FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-def _yaml_load(text: str):
-    """yaml.safe_load, parsed by libyaml where PyYAML has it; a document libyaml refuses goes to the
-    pure-Python parser, so an error has the same message and line as before."""
-    try:
-        return yaml.load(text, Loader=_FAST_LOADER)
-    except yaml.YAMLError:
-        return yaml.safe_load(text)
 
 
 LOCK_FILE = "sentinel/versions.lock.yml"
@@ -40,7 +31,7 @@ def load_lock(layout: Layout) -> dict[str, dict]:
     if not path.is_file():
         return {}
     try:
-        data = _yaml_load(path.read_text(encoding="utf-8")) or {}
+        data = load_yaml(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as e:
         raise DacError([Problem(LOCK_FILE, None, f"unreadable version lock: {e}")])
     if not isinstance(data, dict) or not all(isinstance(v, dict) and VERSION_RE.match(str(v.get("version", "")))

@@ -11,28 +11,12 @@ from typing import Any, Iterable
 
 import yaml
 
+from dac.core.fast_yaml import compose_yaml, load_yaml
 from dac.core.problems import DacError, Problem
 from dac.core.repo import Layout
 
 
-_FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-
-def _yaml_load(text: str):
-    """yaml.safe_load, parsed by libyaml where PyYAML has it; a document libyaml refuses goes to the
-    pure-Python parser, so an error has the same message and line as before."""
-    try:
-        return yaml.load(text, Loader=_FAST_LOADER)
-    except yaml.YAMLError:
-        return yaml.safe_load(text)
-
-
-def _yaml_compose(text: str):
-    """yaml.compose (the nodes, for line numbers), by libyaml where PyYAML has it, as _yaml_load."""
-    try:
-        return yaml.compose(text, Loader=_FAST_LOADER)
-    except yaml.YAMLError:
-        return yaml.compose(text)
 
 
 CONFIG_FILE = "splunk/app.yml"
@@ -296,8 +280,8 @@ def load_app_config(layout: Layout) -> AppConfig | None:
         return None
     try:
         text = file.read_text(encoding="utf-8")
-        node = _yaml_compose(text)
-        data = _yaml_load(text)
+        node = compose_yaml(text)
+        data = load_yaml(text)
     except OSError as e:
         raise DacError([Problem(rel, None, f"cannot read Splunk app config: {e}")])
     except yaml.YAMLError as e:

@@ -66,23 +66,24 @@ def _condition(corr) -> tuple[str, int, str | None]:
 
 # ---------------------------------------------------------------- KQL
 
+def _value_columns(group: list[str], value_field: str | None) -> list[str]:
+    """The fields a branch outputs: the group-by fields, then a value_count's field under its
+    Sigma name (mapped, or derived from another column)."""
+    return group + ([value_field] if value_field and value_field not in group else [])
+
+
 def _kql_branch(branch: Branch, group: list[str], value_field: str | None) -> str:
     table, _, rest = branch.query.partition("\n")
     lines = [f"let {branch.name} = {table}", rest]
-    columns = _group_columns(group, branch)
+    columns = _group_columns(_value_columns(group, value_field), branch)
     for out, column, regex in columns:
         if regex:
             lines.append(f'| extend {out} = extract(@"{regex}", 1, {column})')
+            if out == value_field and value_field not in group:
+                lines.append(f"| where isnotempty({out})")      # no value (dcount would count "")
         elif out != column:
             lines.append(f"| extend {out} = {column}")
     keep = ["Timestamp"] + [out for out, _, _ in columns]
-    if value_field and value_field not in group:
-        (out, column, regex), = _group_columns([value_field], branch)
-        if regex:       # a derived value: rows without it are no value (dcount would count "")
-            lines += [f'| extend {out} = extract(@"{regex}", 1, {column})', f"| where isnotempty({out})"]
-            keep.append(out)
-        else:
-            keep.append(out if column == out else f"{out} = {column}")
     lines.append(f'| project {", ".join(keep)}, EventType = "{branch.name}";')
     return "\n".join(lines)
 
@@ -124,7 +125,7 @@ def kql_correlation(corr, name: str, branches: list[Branch]) -> str:
 # ---------------------------------------------------------------- SPL
 
 def _spl_branch(branch: Branch, group: list[str], first: bool, value_field: str | None = None) -> str:
-    columns = _group_columns(group + ([value_field] if value_field and value_field not in group else []), branch)
+    columns = _group_columns(_value_columns(group, value_field), branch)
     tail = [f'| eval event_type="{branch.name}"']
     for out, column, regex in columns:
         if regex:
@@ -164,9 +165,7 @@ def spl_correlation(corr, name: str, branches: list[Branch]) -> str:
     if ctype == SigmaCorrelationType.EVENT_COUNT:
         stat, metric = "count", "event_count"
     elif ctype == SigmaCorrelationType.VALUE_COUNT:
-        # a derived value field is extracted under its own name by _spl_branch
-        column = value_field if value_field in DERIVED_FIELDS and value_field not in branches[0].field_map else branches[0].field_map.get(value_field, value_field)
-        stat, metric = f"dc({column})", "value_count"
+        stat, metric = f"dc({value_field})", "value_count"       # each branch outputs it under this name
     elif ctype == SigmaCorrelationType.TEMPORAL:
         stat, metric = "dc(event_type)", "event_type_count"
     else:

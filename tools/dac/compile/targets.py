@@ -17,21 +17,12 @@ from sigma.exceptions import SigmaError
 from sigma.processing.pipeline import ProcessingPipeline
 from sigma.processing.transformations import FieldMappingTransformation
 
+from dac.core.fast_yaml import load_yaml
 from dac.core.problems import DacError, Problem
 from dac.core.repo import Layout
 from dac.rules.files import check_input_file
 from .splunk_backend import DacSplunkBackend
 
-_FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-def _yaml_load(text: str):
-    """yaml.safe_load, parsed by libyaml where PyYAML has it; a document libyaml refuses goes to the
-    pure-Python parser, so an error has the same message and line as before."""
-    try:
-        return yaml.load(text, Loader=_FAST_LOADER)
-    except yaml.YAMLError:
-        return yaml.safe_load(text)
 
 
 BACKENDS = {"kusto": (KustoBackend, "kql"), "splunk": (DacSplunkBackend, "spl")}
@@ -95,7 +86,7 @@ def load_targets(layout: Layout) -> tuple[dict[str, Target], dict]:
     if unsafe := check_input_file(layout, layout.targets_file):
         raise DacError([unsafe])
     try:
-        config = _yaml_load(layout.targets_file.read_text(encoding="utf-8"))
+        config = load_yaml(layout.targets_file.read_text(encoding="utf-8"))
     except OSError as e:
         raise DacError([Problem(rel, None, f"cannot read targets file: {e}")])
     except yaml.YAMLError as e:
@@ -114,7 +105,7 @@ def load_targets(layout: Layout) -> tuple[dict[str, Target], dict]:
             problems.append(unsafe)
             continue
         try:
-            pipeline_dict = _yaml_load(pipeline_path.read_text(encoding="utf-8"))
+            pipeline_dict = load_yaml(pipeline_path.read_text(encoding="utf-8"))
             pipeline_dict.setdefault("vars", {}).update(spec.get("vars") or {})
             ProcessingPipeline.from_dict(copy.deepcopy(pipeline_dict))   # validate now, fail early
         except OSError as e:

@@ -23,6 +23,7 @@ from sigma.rule import SigmaDetection, SigmaDetectionItem, SigmaRule
 from sigma.types import SigmaRegularExpression
 
 from .content import RULE_FILE_LIMIT, check_rule_values, excerpt
+from dac.core.fast_yaml import SAFE_LOADER
 from dac.core.problems import DacError, Problem
 from dac.core.regex_safety import analyze
 from dac.core.repo import Layout
@@ -32,7 +33,6 @@ REQUIRED_RULE_KEYS = ("title", "id", "name", "status", "description", "reference
                       "date", "tags", "logsource", "detection", "falsepositives", "level")
 REQUIRED_CORRELATION_KEYS = ("title", "id", "name", "status", "description", "references", "author",
                              "date", "tags", "correlation", "falsepositives", "level")
-SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _PARSED: dict[str, bytes] = {}      # sha256 of a YAML text -> its data, pickled (see load_yaml_text)
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")          # also the KQL `let` / SPL label
 TECHNIQUE_TAG_RE = re.compile(r"^attack\.t\d{4}(\.\d{3})?$")

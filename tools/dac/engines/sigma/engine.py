@@ -93,6 +93,8 @@ class SigmaEngine:
 
     def correlation_groups(self, corr, base_hits: list[tuple[str, list[dict], dict[str, str]]]) -> set[tuple]:
         """Groups that satisfy a correlation. base_hits: (rule name, matched rows, field map) in rule order."""
+        if corr.type in (SigmaCorrelationType.EVENT_COUNT, SigmaCorrelationType.VALUE_COUNT):
+            return _counted_groups(corr, base_hits)
         group_by = list(corr.group_by or [])
         events = []
         for order, (name, rows, field_map) in enumerate(base_hits):
@@ -121,8 +123,6 @@ class SigmaEngine:
                 if len(window) >= len(base_hits):
                     groups.add(key)
             return groups
-        if corr.type in (SigmaCorrelationType.EVENT_COUNT, SigmaCorrelationType.VALUE_COUNT):
-            return _counted_groups(corr, base_hits)
         raise NotImplementedError(f"correlation type {corr.type} is not evaluated by the Sigma engine yet")
 
 
