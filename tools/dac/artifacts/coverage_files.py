@@ -99,7 +99,7 @@ def navigator_layer(coverage: Coverage) -> dict:
         "selectSubtechniquesWithParent": False,
         "selectVisibleTechniques": False,
         "metadata": [
-            {"name": "generator", "value": "dac (tools/dac/coverage.py)"},
+            {"name": "generator", "value": "dac (tools/dac/artifacts/coverage.py)"},
             {"name": "ATT&CK data", "value": f"{attack.domain} {attack.version} from {attack.path}" + (" (partial)" if not attack.complete else "")},
             {"name": "score", "value": "number of rules"},
             {"name": "targets", "value": ", ".join(coverage.targets)},
